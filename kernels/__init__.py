@@ -1,0 +1,1 @@
+"""Triton GPU kernels, each beside its pure-torch reference in wmark (shipped as wmark.kernels)."""

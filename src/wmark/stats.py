@@ -1,0 +1,51 @@
+"""Null-distribution tails shared by text and image detectors.
+
+All functions take numpy-compatible arrays (or scalars) and broadcast; they return float64 numpy
+arrays. Tails are computed directly (``sf``), never as ``1 - cdf``, so p-values stay accurate far
+into the tail (down to ~1e-300).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def binom_sf(k, n, p):
+    """P[X >= k] for X ~ Binomial(n, p) (exact). ``k`` may be non-integer (ceiling is used)."""
+    from scipy.stats import binom
+
+    k = np.ceil(np.asarray(k, dtype=np.float64))
+    n = np.asarray(n)
+    out = binom.sf(k - 1, n, p)
+    return np.where(np.asarray(n) <= 0, 1.0, out)
+
+
+def binom_z(k, n, p):
+    """Standardised count (k - n p) / sqrt(n p (1-p)); 0 where n = 0."""
+    k = np.asarray(k, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (k - n * p) / np.sqrt(n * p * (1 - p))
+    return np.where(n > 0, z, 0.0)
+
+
+def gamma_sf(x, shape):
+    """P[X >= x] for X ~ Gamma(shape, 1) (sum of ``shape`` iid Exp(1)); 1 where shape = 0."""
+    from scipy.special import gammaincc
+
+    x = np.asarray(x, dtype=np.float64)
+    shape = np.asarray(shape, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        out = gammaincc(np.maximum(shape, 1e-300), np.maximum(x, 0.0))
+    return np.where(shape > 0, out, 1.0)
+
+
+def normal_sf(z):
+    """P[Z >= z] for a standard normal Z."""
+    from scipy.special import ndtr
+
+    return ndtr(-np.asarray(z, dtype=np.float64))
+
+
+def bonferroni(p, m):
+    """Family-wise corrected p-value min(1, p * m) for the best of ``m`` tests."""
+    return np.minimum(1.0, np.asarray(p, dtype=np.float64) * np.maximum(np.asarray(m, dtype=np.float64), 1.0))
