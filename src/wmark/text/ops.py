@@ -1,47 +1,143 @@
-"""The fused per-step operations of every text scheme, as pure torch functions.
+"""The per-step operations of every text scheme, as pure torch functions, and their dispatch.
 
-These are the *semantics*: the Triton kernels in ``wmark.kernels`` and the ``torch.compile``d
-versions are checked against them. Shapes: ``scores [B, V]`` float, ``c [B]`` int32 context hashes,
-``t``/``u`` ``[V]`` int32 token tables (uint32 bits, see :mod:`wmark.text.hashing`), ``threshold`` an
-int in [0, 2**32).
+The plain functions are the *semantics*: the Triton kernels in ``wmark.kernels`` and the
+``torch.compile``d versions are tested bit-exact against them. Shapes: ``scores [B, V]`` float,
+``c``/``a`` ``[B]`` int32 context / anchor hashes, ``t``/``u`` ``[V]`` int32 token tables (uint32 bits,
+see :mod:`wmark.text.hashing`), ``threshold`` an int in [0, 2**32).
 """
 from __future__ import annotations
+
+import os
+import warnings
+from typing import Callable
 
 import torch
 
 from wmark.text.hashing import lt_u32, mix32, umin, uniform24
 
 
+# --------------------------------------------------------------------------------------------
+# semantics (elementwise with broadcasting: detection calls them on [N], generation on [B, V])
+def green_from_seed(c: torch.Tensor, t: torch.Tensor, threshold: int, u: torch.Tensor | None = None,
+                    a: torch.Tensor | None = None) -> torch.Tensor:
+    """KGW green test, broadcasting: ``mix32(s ^ t) < threshold`` with ``s = c`` (context-seeded)
+    or ``s = umin(c, u) ^ a`` (self-seeded: the candidate's hash ``u`` joins the context min-hash
+    and the anchor hash ``a`` is mixed in)."""
+    s = c if u is None else umin(c, u)
+    if a is not None:
+        s = s ^ a
+    return lt_u32(mix32(s ^ t), threshold)
+
+
 def kgw_green(c: torch.Tensor, t: torch.Tensor, threshold: int, u: torch.Tensor | None = None,
               a: torch.Tensor | None = None) -> torch.Tensor:
-    """Green membership ``[B, V]`` bool: ``mix32(s ^ t[v]) < threshold`` where ``s = c[b]``
-    (context-seeded) or, self-seeded, ``s = min(c[b], u[v]) ^ a[b]``: the candidate joins the
-    min-hash of the context and ``a[b]`` (the anchor token's hash) is mixed in."""
-    if u is None:
-        s = c[:, None]
-    else:
-        s = umin(c[:, None], u[None, :])
-        if a is not None:
-            s = s ^ a[:, None]
-    return lt_u32(mix32(s ^ t[None, :]), threshold)
+    """Green membership of every candidate, ``[B, V]`` bool."""
+    return green_from_seed(c[:, None], t[None, :], threshold,
+                           None if u is None else u[None, :], None if a is None else a[:, None])
 
 
 def kgw_bias(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: int, delta: float,
              u: torch.Tensor | None = None, a: torch.Tensor | None = None) -> torch.Tensor:
-    """``scores + delta`` on green tokens ``[B, V]`` (a new tensor; the input is untouched)."""
+    """``scores + delta`` on green tokens, ``[B, V]`` (a new tensor; the input is untouched)."""
     green = kgw_green(c, t, threshold, u, a)
     return scores + green.to(scores.dtype) * delta
 
 
+def gumbel_noise(c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Keyed Gumbel noise ``-log(-log r)``, ``r = U(mix32(c ^ t))`` (broadcasting), float32."""
+    r = uniform24(mix32(c ^ t), torch.float32)
+    return -torch.log(-torch.log(r))
+
+
 def gumbel_argmax(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Index ``[B]`` of ``argmax_v r_v^(1/p_v)`` where ``p = softmax(scores)`` and
-    ``r = U(c[b], t[v])``: equal to ``argmax_v scores_v - log(-log r_v)`` (Gumbel-max)."""
-    r = uniform24(mix32(c[:, None] ^ t[None, :]), torch.float32)
-    g = -torch.log(-torch.log(r))
-    return torch.argmax(scores.float() + g, dim=-1)
+    """Index ``[B]`` of ``argmax_v r_v^(1/p_v)`` with ``p = softmax(scores)``: equal to
+    ``argmax_v scores_v - log(-log r_v)`` (the Gumbel-max form of Aaronson's rule)."""
+    return torch.argmax(scores.float() + gumbel_noise(c[:, None], t[None, :]), dim=-1)
 
 
 def one_hot_logits(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Logits ``[B, V]`` that are 0 at ``index[b]`` and -inf elsewhere (any sampler picks it)."""
+    """Logits ``[B, V]``: 0 at ``index[b]``, -inf elsewhere (any sampler, greedy or not, picks it)."""
     out = torch.full_like(like, float("-inf"))
     return out.scatter_(1, index[:, None], 0.0)
+
+
+def tournament_probs(probs: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """Exact output distribution of a SynthID-style tournament with 2 candidates per match.
+
+    ``probs [B, K]`` the candidates' distribution, ``x [B, K]`` int32 hashes whose bit ``l`` is the
+    g-value of layer ``l``. Each layer maps ``p <- p * (1 + g - E_p[g])``. Returns ``[B, K]``.
+    """
+    p = probs
+    for layer in range(num_layers):
+        g = ((x >> layer) & 1).to(p.dtype)
+        p = p * (1.0 + g - (p * g).sum(-1, keepdim=True)).clamp_min(0.0)  # rounding can push E[g] > 1
+    return p
+
+
+# --------------------------------------------------------------------------------------------
+# dispatch: Triton on CUDA, torch.compile (one fused C++ loop) on CPU for big batches, else eager
+_COMPILED: dict[str, Callable] = {}
+_COMPILE_BROKEN = False
+COMPILE_MIN_ELEMENTS = 1 << 18
+
+
+def _compiled(name: str, fn: Callable) -> Callable | None:
+    global _COMPILE_BROKEN
+    if _COMPILE_BROKEN:
+        return None
+    if name not in _COMPILED:
+        _COMPILED[name] = torch.compile(fn, dynamic=True)
+    return _COMPILED[name]
+
+
+def _run_compiled(name: str, fn: Callable, *args):
+    global _COMPILE_BROKEN
+    cfn = _compiled(name, fn)
+    if cfn is None:
+        return fn(*args)
+    try:
+        return cfn(*args)
+    except Exception as exc:  # no C++ compiler, unsupported platform, ...: fall back, once
+        _COMPILE_BROKEN = True
+        warnings.warn(f"torch.compile unavailable ({type(exc).__name__}); using eager torch", stacklevel=3)
+        return fn(*args)
+
+
+def resolve_backend(backend: str, scores: torch.Tensor) -> str:
+    """Pick ``triton`` / ``compile`` / ``eager`` for a call. ``auto``: Triton on CUDA when it imports,
+    ``compile`` on CPU when the batch has >= COMPILE_MIN_ELEMENTS scores, else ``eager``.
+    ``WMARK_BACKEND`` overrides ``auto``."""
+    if backend == "auto":
+        backend = os.environ.get("WMARK_BACKEND", "auto")
+    if backend == "auto":
+        if scores.is_cuda:
+            from wmark.kernels import triton_available
+
+            return "triton" if triton_available() else "compile"
+        return "compile" if scores.numel() >= COMPILE_MIN_ELEMENTS else "eager"
+    if backend not in ("eager", "compile", "triton"):
+        raise ValueError(f"unknown backend {backend!r}; choose auto, eager, compile or triton")
+    return backend
+
+
+def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: int,
+                      delta: float, u: torch.Tensor | None = None, a: torch.Tensor | None = None,
+                      backend: str = "auto") -> torch.Tensor:
+    """:func:`kgw_bias` on the fastest available backend (same result, bit for bit)."""
+    which = resolve_backend(backend, scores)
+    if which == "triton":
+        from wmark.kernels.kgw import kgw_bias_triton
+
+        return kgw_bias_triton(scores, c, t, threshold, delta, u=u, a=a)
+    if which == "compile":
+        name = "kgw_self" if u is not None else "kgw"
+        return _run_compiled(name, kgw_bias, scores, c, t, threshold, delta, u, a)
+    return kgw_bias(scores, c, t, threshold, delta, u, a)
+
+
+def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
+                           backend: str = "auto") -> torch.Tensor:
+    """:func:`gumbel_argmax` fused by ``torch.compile`` where that pays off."""
+    if resolve_backend(backend, scores) == "eager":
+        return gumbel_argmax(scores, c, t)
+    return _run_compiled("gumbel", gumbel_argmax, scores, c, t)

@@ -1,0 +1,71 @@
+"""Context seeding: how the last ``h`` tokens become a per-position seed (a registry by name).
+
+A seeding turns a window of previous tokens ``[..., history]`` into an int32 context hash ``c``
+(and, when *self-seeded*, an anchor hash ``a``; the candidate token then joins the min-hash through a
+per-token table ``u``). Generator and detector both call :meth:`Seeding.seeds`, so they cannot diverge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from wmark.text import hashing
+
+
+@dataclass(frozen=True)
+class Seeding:
+    """A seeding rule. ``history``: previous tokens it reads; ``self_seeded``: the candidate token
+    itself enters the seed (selfhash), so green lists must be computed per candidate."""
+
+    name: str
+    history: int
+    self_seeded: bool
+    _fn: Callable[[torch.Tensor, int], torch.Tensor]
+
+    def seeds(self, window: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``window [..., history]`` int -> (``c [...]`` int32, ``a [...]`` int32 or None)."""
+        if window.shape[-1] != self.history:
+            raise ValueError(f"{self.name} needs {self.history} context tokens, got {window.shape[-1]}")
+        c = self._fn(window, seed)
+        a = None
+        if self.self_seeded:
+            a = hashing.hash_tokens(window[..., -1], seed ^ 0xA5A5A5A5) if self.history else None
+        return c, a
+
+
+def _constant(window: torch.Tensor, seed: int) -> torch.Tensor:
+    return torch.full(window.shape[:-1], hashing.to_i32(seed), dtype=torch.int32, device=window.device)
+
+
+def _left(window: torch.Tensor, seed: int) -> torch.Tensor:
+    return hashing.hash_tokens(window[..., -1], seed)
+
+
+def make_seeding(name: str, context_width: int | None = None) -> Seeding:
+    """Build a seeding by name: ``unigram`` (h=0, one fixed green list), ``lefthash`` (h=1),
+    ``minhash`` (min-hash of the previous h tokens, default 4), ``selfhash`` (anchored min-hash
+    over h tokens *including the candidate*, default h=4), ``ngram`` (order-sensitive hash of the
+    previous h tokens, default 4)."""
+    if name not in SEEDINGS:
+        raise ValueError(f"unknown seeding {name!r}; choose from {sorted(SEEDINGS)}")
+    default_h, factory = SEEDINGS[name]
+    h = default_h if context_width is None else int(context_width)
+    if name in ("unigram",) and h != 0:
+        raise ValueError("unigram seeding has context_width 0")
+    if name == "lefthash" and h != 1:
+        raise ValueError("lefthash seeding has context_width 1 (use 'ngram' or 'minhash' for more)")
+    if name != "unigram" and h < 1:
+        raise ValueError(f"{name} needs context_width >= 1, got {h}")
+    return factory(h)
+
+
+SEEDINGS: dict[str, tuple[int, Callable[[int], Seeding]]] = {
+    "unigram": (0, lambda h: Seeding("unigram", 0, False, _constant)),
+    "lefthash": (1, lambda h: Seeding("lefthash", 1, False, _left)),
+    "minhash": (4, lambda h: Seeding("minhash", h, False, hashing.context_min)),
+    # selfhash: the window of h tokens includes the candidate, so h - 1 previous tokens are read
+    "selfhash": (4, lambda h: Seeding("selfhash", h - 1, True, hashing.context_min)),
+    "ngram": (4, lambda h: Seeding("ngram", h, False, hashing.context_hash)),
+}
