@@ -109,6 +109,8 @@ def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, tor
             t = torch.as_tensor(np.asarray(ids))
         except (ValueError, TypeError):
             raise ValueError("token ids must be a rectangular array of integers") from None
+    if t.numel() == 0:
+        raise ValueError("no tokens to score (empty text)")
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise ValueError(f"token ids must be integers, got {t.dtype}")
     if t.dim() == 1:

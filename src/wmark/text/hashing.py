@@ -91,6 +91,7 @@ def context_min(ctx: torch.Tensor, seed: int) -> torch.Tensor:
     return h.amin(dim=-1) ^ _INT32_MIN
 
 
-def uniform24(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Map hashes to uniforms strictly inside (0, 1) on a 2**24 grid (exact in float32)."""
-    return (((h >> 8) & 0xFFFFFF).to(dtype) + 0.5) * (1.0 / 16777216.0)
+def uniform23(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Map hashes to uniforms strictly inside (0, 1): the top 23 bits on a midpoint grid,
+    ``(k + 1/2) / 2**23``, exactly representable in float32 (24-bit mantissa)."""
+    return (((h >> 9) & 0x7FFFFF).to(dtype) + 0.5) * (1.0 / 8388608.0)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from wmark.text.hashing import lt_u32, mix32, umin, uniform24
+from wmark.text.hashing import lt_u32, mix32, umin, uniform23
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def kgw_bias(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: 
 
 def gumbel_noise(c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Keyed Gumbel noise ``-log(-log r)``, ``r = U(mix32(c ^ t))`` (broadcasting), float32."""
-    r = uniform24(mix32(c ^ t), torch.float32)
+    r = uniform23(mix32(c ^ t), torch.float32)
     return -torch.log(-torch.log(r))
 
 

@@ -179,6 +179,8 @@ class KGW(TextWatermark):
 
     def __init__(self, key: Key, vocab_size: int, *, gamma: float = 0.25, delta: float = 2.0,
                  seeding: str = "lefthash", context_width: int | None = None, backend: str = "auto") -> None:
+        if seeding == "unigram" and type(self) is KGW:
+            raise ValueError("for one fixed green list use the Unigram scheme, not KGW(seeding='unigram')")
         super().__init__(key, vocab_size, seeding=seeding, context_width=context_width, backend=backend)
         if not 0.0 < gamma < 1.0:
             raise ValueError(f"gamma must be in (0, 1), got {gamma}")
@@ -216,7 +218,8 @@ class KGW(TextWatermark):
 
 
 class Unigram(KGW):
-    """Unigram watermark (Zhao et al. 2024): ONE fixed keyed green list, robust to edits.
+    """Unigram watermark (Zhao et al. 2024): ONE fixed keyed green list of exactly
+    ``round(gamma * V)`` tokens (those with the smallest keyed hashes), robust to edits.
     Generation adds a cached ``[V]`` bias (the one-pass floor)."""
 
     name = "unigram"
@@ -224,14 +227,32 @@ class Unigram(KGW):
     def __init__(self, key: Key, vocab_size: int, *, gamma: float = 0.25, delta: float = 2.0,
                  backend: str = "auto") -> None:
         super().__init__(key, vocab_size, gamma=gamma, delta=delta, seeding="unigram", backend=backend)
+        if not 0 < round(self.gamma * vocab_size) < vocab_size:
+            raise ValueError(f"gamma * vocab_size must round to 1..{vocab_size - 1}")
+        self.gamma = round(self.gamma * vocab_size) / vocab_size  # the exact list fraction
+
+    def green_list(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """The fixed green list, ``[V]`` bool."""
+        per_dev = self._tables.setdefault(torch.device(device), {})
+        if "green" not in per_dev:
+            h = hashing.to_u32(self._table(device, "t"))
+            green = torch.zeros(self.vocab_size, dtype=torch.bool, device=device)
+            green[torch.argsort(h, stable=True)[: round(self.gamma * self.vocab_size)]] = True
+            per_dev["green"] = green
+        return per_dev["green"]
+
+    def green_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.green_list(input_ids.device)[None, :].expand(input_ids.shape[0], -1)
 
     def _process(self, scores, c, a):
         per_dev = self._tables.setdefault(scores.device, {})
         key = f"bias/{scores.dtype}"
         if key not in per_dev:
-            green = ops.green_from_seed(c[:1, None], self._table(scores.device, "t")[None], self.threshold)[0]
-            per_dev[key] = green.to(scores.dtype) * self.delta
+            per_dev[key] = self.green_list(scores.device).to(scores.dtype) * self.delta
         return scores + per_dev[key]
+
+    def _score(self, c, a, tokens):
+        return self.green_list(tokens.device)[tokens].to(torch.float64)
 
 
 class Gumbel(TextWatermark):
@@ -256,7 +277,7 @@ class Gumbel(TextWatermark):
         return ops.one_hot_logits(ops.gumbel_argmax_dispatch(scores, c, t, self.backend), scores)
 
     def _score(self, c, a, tokens):
-        r = hashing.uniform24(hashing.mix32(c ^ self._table(tokens.device, "t")[tokens]), torch.float64)
+        r = hashing.uniform23(hashing.mix32(c ^ self._table(tokens.device, "t")[tokens]), torch.float64)
         return -torch.log1p(-r)
 
 
