@@ -1,0 +1,55 @@
+"""``wmark.lm``: a tiny built-in causal language model and byte-level BPE tokenizer.
+
+Everything runs offline: the weights ship inside the package (``wmark/lm/weights/``) and are
+verified by sha256 on load. Heavy modules (torch, tokenizers) load lazily on first use.
+
+    >>> import wmark.lm
+    >>> lm = wmark.lm.load("tiny")                       # doctest: +SKIP
+    >>> lm.generate_text("ROMEO:", max_new_tokens=20)    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> defining module (PEP 562 lazy attributes)
+_LAZY = {
+    "Tokenizer": "wmark.lm.tokenizer",
+    "train_tokenizer": "wmark.lm.tokenizer",
+    "EOS_TOKEN": "wmark.lm.tokenizer",
+    "GPTConfig": "wmark.lm.model",
+    "GPT": "wmark.lm.model",
+    "KVCache": "wmark.lm.model",
+    "generate": "wmark.lm.generate",
+    "perplexity": "wmark.lm.generate",
+    "token_logprobs": "wmark.lm.generate",
+    "Perplexity": "wmark.lm.generate",
+    "LanguageModel": "wmark.lm.bundle",
+    "WeightsIntegrityError": "wmark.lm.bundle",
+    "load": "wmark.lm.bundle",
+    "load_dir": "wmark.lm.bundle",
+    "save_dir": "wmark.lm.bundle",
+    "available": "wmark.lm.bundle",
+    "finetune": "wmark.lm.train",
+    "finetune_run": "wmark.lm.train",
+    "FinetuneResult": "wmark.lm.train",
+    "train_lm": "wmark.lm.train",
+    "TrainResult": "wmark.lm.train",
+    "load_corpus": "wmark.lm.data",
+    "strip_gutenberg": "wmark.lm.data",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'wmark.lm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

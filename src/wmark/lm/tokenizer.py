@@ -1,0 +1,158 @@
+"""Byte-level BPE tokenizer (``tokenizers`` library) with a small, strict wrapper.
+
+Byte-level means every string round-trips exactly: ``decode(encode(s)) == s``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tokenizers
+
+#: end-of-text token, appended between documents in training and used to stop generation
+EOS_TOKEN = "<|endoftext|>"
+
+
+class Tokenizer:
+    """Thin wrapper around a ``tokenizers.Tokenizer``: ``encode(str) -> list[int]``, ``decode``.
+
+    Build with :func:`train_tokenizer` or :meth:`from_file` (any ``tokenizer.json``).
+    """
+
+    def __init__(self, tok: "tokenizers.Tokenizer") -> None:
+        import tokenizers
+
+        if not isinstance(tok, tokenizers.Tokenizer):
+            raise ValueError(f"expected a tokenizers.Tokenizer, got {type(tok).__name__}")
+        self._tok = tok
+        self._vocab_size = int(tok.get_vocab_size(with_added_tokens=True))
+        eos = tok.token_to_id(EOS_TOKEN)
+        self._eos_id: int | None = None if eos is None else int(eos)
+
+    # -- construction / persistence -------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "Tokenizer":
+        """Load any ``tokenizer.json`` written by the ``tokenizers`` library."""
+        import tokenizers
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {p}")
+        try:
+            tok = tokenizers.Tokenizer.from_file(str(p))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise ValueError(f"not a valid tokenizer.json: {p} ({str(exc).splitlines()[0]})") from None
+        return cls(tok)
+
+    @classmethod
+    def from_str(cls, json_str: str) -> "Tokenizer":
+        """Load from the JSON text of a ``tokenizer.json``."""
+        import tokenizers
+
+        return cls(tokenizers.Tokenizer.from_str(json_str))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write ``tokenizer.json`` (compact, deterministic)."""
+        Path(path).write_text(self.to_str(), encoding="utf-8")
+
+    def to_str(self) -> str:
+        """The tokenizer as JSON text."""
+        return self._tok.to_str(pretty=False)
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids (including special tokens)."""
+        return self._vocab_size
+
+    @property
+    def eos_id(self) -> int | None:
+        """Id of ``<|endoftext|>`` (None if the tokenizer has no such token)."""
+        return self._eos_id
+
+    @property
+    def eos_token(self) -> str:
+        return EOS_TOKEN
+
+    @property
+    def backend(self) -> "tokenizers.Tokenizer":
+        """The wrapped ``tokenizers.Tokenizer``."""
+        return self._tok
+
+    def __len__(self) -> int:
+        return self._vocab_size
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self._vocab_size}, eos_id={self._eos_id})"
+
+    # -- encode / decode -------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """``str -> list[int]`` (no special tokens are added)."""
+        if not isinstance(text, str):
+            raise ValueError(f"encode expects str, got {type(text).__name__}")
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Encode several strings at once."""
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("encode_batch expects a sequence of str")
+        return [list(e.ids) for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = False) -> str:
+        """``list[int] -> str``; also accepts a 1-D tensor / array of ints."""
+        ids = _as_id_list(ids, self._vocab_size)
+        return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def id_to_token(self, i: int) -> str:
+        """The vocabulary string of one id (byte-level alphabet)."""
+        if not isinstance(i, int) or not 0 <= i < self._vocab_size:
+            raise ValueError(f"token id must be an int in [0, {self._vocab_size}), got {i!r}")
+        return self._tok.id_to_token(i)
+
+
+def _as_id_list(ids: Iterable[int], vocab_size: int) -> list[int]:
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"decode expects a sequence of int ids, got {type(ids).__name__}")
+    if hasattr(ids, "tolist"):  # torch tensor / numpy array
+        if getattr(ids, "ndim", 1) != 1:
+            raise ValueError(f"decode expects a 1-D sequence of ids, got {getattr(ids, 'ndim')}-D")
+        ids = ids.tolist()
+    try:
+        out = list(ids)
+    except TypeError:
+        raise ValueError(f"decode expects a sequence of int ids, got {type(ids).__name__}") from None
+    for i in out:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ValueError(f"token ids must be int, got {type(i).__name__}")
+        if not 0 <= i < vocab_size:
+            raise ValueError(f"token id {i} out of range [0, {vocab_size})")
+    return out
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096, min_frequency: int = 2) -> Tokenizer:
+    """Train a byte-level BPE tokenizer on ``texts`` (deterministic for the same input).
+
+    The vocabulary holds the 256 byte symbols, ``<|endoftext|>`` and learned merges.
+    """
+    from tokenizers import Tokenizer as _Tok
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    if not isinstance(vocab_size, int) or vocab_size < 300:
+        raise ValueError(f"vocab_size must be an int >= 300, got {vocab_size!r}")
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("texts must be a non-empty sequence of str")
+    tok = _Tok(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return Tokenizer(tok)
