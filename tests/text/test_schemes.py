@@ -249,3 +249,38 @@ def test_unigram_is_a_fixed_list(demo_key):
     a = s(torch.tensor([[1, 2]]), torch.zeros(1, V))
     b = s(torch.tensor([[7, 9]]), torch.zeros(1, V))
     assert torch.equal(a, b)
+
+
+def test_dedup_is_on_seed_and_token(demo_key):
+    """Unigram's seed is constant: dedup keeps each distinct token once."""
+    s = Unigram(demo_key, V)
+    ids = torch.tensor([3, 4, 5, 3, 4, 9, 3])
+    assert s.detect(ids).num_scored == 4
+
+
+def test_generation_seed_equals_detection_seed_with_sentinel_context(demo_key):
+    """At the very first step the context is padded with -1; detection never scores those
+    positions, and for full contexts the table gather equals direct hashing."""
+    s = KGW(demo_key, V, seeding="minhash")
+    ids = torch.randint(0, V, (3, 10))
+    c1, _ = s.seeding.seeds(ids[:, -4:], s._seed_ctx)
+    c2, _ = s.seeding.seeds(ids[:, -4:], s._seed_ctx, table=s._table(ids.device, "u"))
+    assert torch.equal(c1, c2)
+    out = s(ids[:, :1], torch.zeros(3, V))  # 1 token of context: padded, must not fail
+    assert out.shape == (3, V)
+
+
+def test_first_occurrence_matches_python_reference():
+    from wmark.text.detect import first_occurrence
+
+    g = torch.Generator().manual_seed(5)
+    keys = torch.randint(0, 6, (4, 30), generator=g)
+    valid = torch.rand(4, 30, generator=g) > 0.3
+    got = first_occurrence(keys, valid)
+    for b in range(4):
+        seen = set()
+        for i in range(30):
+            want = bool(valid[b, i]) and int(keys[b, i]) not in seen
+            if valid[b, i]:
+                seen.add(int(keys[b, i]))
+            assert bool(got[b, i]) == want

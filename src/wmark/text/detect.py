@@ -18,14 +18,15 @@ class TokenScores:
 
     ``scores [B, L]`` float64 score of the token at ``positions[b, i]`` (NaN where not valid);
     ``positions [B, L]`` its index in the input sequence; ``valid [B, L]`` bool, inside the real
-    length; ``ngram [B, L]`` int64 identity of the (context, token) n-gram, for dedup;
+    length; ``keys [B, L]`` int64 identity of (seed, token) — two positions with equal keys get
+    the same pseudorandom draw, so only the first is an independent trial (dedup);
     ``lengths [B]``; ``history`` context tokens before the first scored position.
     """
 
     scores: torch.Tensor
     positions: torch.Tensor
     valid: torch.Tensor
-    ngram: torch.Tensor
+    keys: torch.Tensor
     lengths: torch.Tensor
     history: int
 
@@ -127,29 +128,35 @@ def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, tor
             raise ValueError(f"lengths must be {B} values in [0, {T}]")
     if B == 0 or int(lens.max()) == 0:
         raise ValueError("no tokens to score (empty text)")
-    inside = torch.arange(T, device=t.device)[None, :] < lens[:, None]
-    real = t[inside]
-    lo, hi = int(real.min()), int(real.max())
+    if bool((lens == T).all()):
+        lo, hi = int(t.min()), int(t.max())
+    else:
+        inside = torch.arange(T, device=t.device)[None, :] < lens[:, None]
+        lo, hi = int(torch.where(inside, t, 0).min()), int(torch.where(inside, t, 0).max())
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token id {lo if lo < 0 else hi} out of range for vocab_size {vocab_size}")
     return t, lens
 
 
+def seed_keys(c: torch.Tensor, a: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
+    """int64 identity ``[...]`` of (context seed, anchor, token): ``uint32(seed) * 2**31 + token``.
+    Dedup on it is exact: equal keys mean identical draws (whatever n-grams produced them)."""
+    from wmark.text import hashing
+
+    seed = c if a is None else c ^ hashing.mix32(a)
+    return hashing.to_u32(seed) * (1 << 31) + tokens.to(torch.int64)
+
+
 def first_occurrence(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``[B, L]`` bool: valid positions whose key has not occurred earlier (among valid) in its row."""
-    rows, cols = valid.nonzero(as_tuple=True)  # row-major: columns ascend within each row
-    k = keys[rows, cols]
-    o1 = torch.argsort(k, stable=True)
-    o2 = torch.argsort(rows[o1], stable=True)
-    order = o1[o2]  # sorted by (row, key, column)
-    r, kk = rows[order], k[order]
-    first_sorted = torch.ones_like(r, dtype=torch.bool)
-    first_sorted[1:] = (r[1:] != r[:-1]) | (kk[1:] != kk[:-1])
-    first = torch.empty_like(first_sorted)
-    first[order] = first_sorted
-    out = torch.zeros_like(valid)
-    out[rows, cols] = first
-    return out
+    """``[B, L]`` bool: valid positions whose key has not occurred earlier (among valid) in its row.
+    One batched stable sort per row; invalid positions sort last and are never first."""
+    big = torch.iinfo(torch.int64).max
+    k = keys.masked_fill(~valid, big)
+    sk, idx = torch.sort(k, dim=1, stable=True)  # equal keys keep position order
+    first_sorted = torch.ones_like(valid)
+    first_sorted[:, 1:] = sk[:, 1:] != sk[:, :-1]
+    out = torch.empty_like(valid).scatter_(1, idx, first_sorted)
+    return out & valid
 
 
 def window_lengths(n: int, min_window: int) -> list[int]:
@@ -194,7 +201,7 @@ def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, de
         raise ValueError(f"ignore_prefix must be >= 0, got {ignore_prefix}")
     keep = ts.valid & (ts.positions >= ignore_prefix)
     if dedup and keep.any():
-        keep = keep & first_occurrence(ts.ngram, keep)
+        keep = keep & first_occurrence(ts.keys, keep)
     vals = torch.where(keep, ts.scores, torch.zeros_like(ts.scores))
     n = keep.sum(1).cpu().numpy()
     s = vals.sum(1).cpu().numpy()

@@ -52,10 +52,8 @@ def threshold_for(fraction: float) -> int:
 
 def hash_tokens(ids: torch.Tensor, seed: int) -> torch.Tensor:
     """Keyed per-token hash ``mix32(mix32(id) ^ seed)`` elementwise (any shape) -> int32.
-    Negative ids (padding, missing context) all map to the hash of :data:`SENTINEL_ID`."""
-    x = ids.to(torch.int32)
-    x = torch.where(x < 0, torch.full_like(x, SENTINEL_ID), x)
-    return mix32(mix32(x) ^ to_i32(seed))
+    :data:`SENTINEL_ID` (-1) stands for a missing context token before the sequence start."""
+    return mix32(mix32(ids.to(torch.int32)) ^ to_i32(seed))
 
 
 def token_table(seed: int, vocab_size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -63,12 +61,11 @@ def token_table(seed: int, vocab_size: int, device: torch.device | str | None = 
     return hash_tokens(torch.arange(vocab_size, dtype=torch.int32, device=device), seed)
 
 
-def context_hash(ctx: torch.Tensor, seed: int) -> torch.Tensor:
-    """Order-sensitive keyed hash over the last dimension, ``[..., h] -> [...]`` int32
-    (accumulate-style: ``a = mix32(a ^ hash(x_i))`` left to right)."""
-    hx = hash_tokens(ctx, seed)
-    acc = torch.full(ctx.shape[:-1], to_i32(seed ^ 0x5BD1E995), dtype=torch.int32, device=ctx.device)
-    for i in range(ctx.shape[-1]):
+def context_hash(hx: torch.Tensor, seed: int) -> torch.Tensor:
+    """Order-sensitive keyed hash of already-hashed tokens over the last dimension,
+    ``hx [..., h] -> [...]`` int32 (accumulate-style: ``a = mix32(a ^ hx_i)`` left to right)."""
+    acc = torch.full(hx.shape[:-1], to_i32(seed ^ 0x5BD1E995), dtype=torch.int32, device=hx.device)
+    for i in range(hx.shape[-1]):
         acc = mix32(acc ^ hx[..., i])
     return acc
 
@@ -83,12 +80,11 @@ def lt_u32_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a ^ _INT32_MIN) < (b ^ _INT32_MIN)
 
 
-def context_min(ctx: torch.Tensor, seed: int) -> torch.Tensor:
-    """Order-free keyed min-hash (uint32 order) over the last dimension, ``[..., h] -> [...]``."""
-    if ctx.shape[-1] == 0:
-        return torch.full(ctx.shape[:-1], -1, dtype=torch.int32, device=ctx.device)  # uint32 max
-    h = hash_tokens(ctx, seed) ^ _INT32_MIN  # signed order == unsigned order after the flip
-    return h.amin(dim=-1) ^ _INT32_MIN
+def context_min(hx: torch.Tensor, seed: int) -> torch.Tensor:
+    """Order-free min-hash (uint32 order) of already-hashed tokens, ``hx [..., h] -> [...]``."""
+    if hx.shape[-1] == 0:
+        return torch.full(hx.shape[:-1], -1, dtype=torch.int32, device=hx.device)  # uint32 max
+    return (hx ^ _INT32_MIN).amin(dim=-1) ^ _INT32_MIN  # signed order == unsigned order after the flip
 
 
 def uniform23(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -17,7 +17,7 @@ import torch
 
 from wmark.keys import Key
 from wmark.text import hashing, ops
-from wmark.text.detect import BatchDetection, DetectionResult, TokenScores, detect_scores
+from wmark.text.detect import BatchDetection, DetectionResult, TokenScores, detect_scores, seed_keys
 from wmark.text.nulls import BinomialNull, GammaNull, NormalNull
 from wmark.text.seeding import Seeding, make_seeding
 
@@ -139,14 +139,12 @@ class TextWatermark(ABC):
                                torch.zeros(B, 0, dtype=torch.int64), lengths, h)
         windows = ids.unfold(1, h + 1, 1)  # [B, T - h, h + 1]
         ctx, tok = windows[..., :h], windows[..., h]
-        c, a = self.seeding.seeds(ctx, self._seed_ctx)
+        c, a = self.seeding.seeds(ctx, self._seed_ctx, table=self._table(ids.device, "u"))
         scores = self._score(c, a, tok)
         pos = torch.arange(h, T, device=ids.device)
         valid = pos[None, :] < lengths[:, None]
-        ngram = hashing.context_hash(windows, 0x1234567).to(torch.int64) * (1 << 32) \
-            + hashing.to_u32(hashing.context_hash(windows, 0x7654321))
         return TokenScores(scores.to(torch.float64).masked_fill(~valid, float("nan")),
-                           pos.expand(B, -1), valid, ngram, lengths, h)
+                           pos.expand(B, -1), valid, seed_keys(c, a, tok), lengths, h)
 
     def detect(self, ids: Any, *, alpha: float = 1e-3, dedup: bool = True, ignore_prefix: int = 0,
                windowed: bool = False, min_window: int = 50) -> DetectionResult:

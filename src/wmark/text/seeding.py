@@ -1,6 +1,8 @@
 """Context seeding: how the last ``h`` tokens become a per-position seed (a registry by name).
 
-A seeding turns a window of previous tokens ``[..., history]`` into an int32 context hash ``c``
+A seeding turns a window of previous tokens ``[..., history]`` (hashed per token with the
+context seed, by :func:`~wmark.text.hashing.hash_tokens` or a gather from its ``[V]`` table) into an
+int32 context hash ``c``
 (and, when *self-seeded*, an anchor hash ``a``; the candidate token then joins the min-hash through a
 per-token table ``u``). Generator and detector both call :meth:`Seeding.seeds`, so they cannot diverge.
 """
@@ -24,23 +26,27 @@ class Seeding:
     self_seeded: bool
     _fn: Callable[[torch.Tensor, int], torch.Tensor]
 
-    def seeds(self, window: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``window [..., history]`` int -> (``c [...]`` int32, ``a [...]`` int32 or None)."""
+    def seeds(self, window: torch.Tensor, seed: int, table: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``window [..., history]`` token ids (-1 = before the start) -> (``c [...]`` int32,
+        ``a [...]`` int32 anchor hash or None). ``table`` (optional, ``[V]``) is
+        ``token_table(seed, V)``: a gather replaces the per-token hashing (ids must be >= 0)."""
         if window.shape[-1] != self.history:
             raise ValueError(f"{self.name} needs {self.history} context tokens, got {window.shape[-1]}")
-        c = self._fn(window, seed)
+        hx = table[window] if table is not None else hashing.hash_tokens(window, seed)
+        c = self._fn(hx, seed)
         a = None
-        if self.self_seeded:
-            a = hashing.hash_tokens(window[..., -1], seed ^ 0xA5A5A5A5) if self.history else None
+        if self.self_seeded and self.history:
+            a = hashing.mix32(hx[..., -1] ^ hashing.to_i32(0xA5A5A5A5))
         return c, a
 
 
-def _constant(window: torch.Tensor, seed: int) -> torch.Tensor:
-    return torch.full(window.shape[:-1], hashing.to_i32(seed), dtype=torch.int32, device=window.device)
+def _constant(hx: torch.Tensor, seed: int) -> torch.Tensor:
+    return torch.full(hx.shape[:-1], hashing.to_i32(seed), dtype=torch.int32, device=hx.device)
 
 
-def _left(window: torch.Tensor, seed: int) -> torch.Tensor:
-    return hashing.hash_tokens(window[..., -1], seed)
+def _left(hx: torch.Tensor, seed: int) -> torch.Tensor:
+    return hx[..., -1]
 
 
 def make_seeding(name: str, context_width: int | None = None) -> Seeding:
