@@ -15,10 +15,9 @@ on int32 is *arithmetic* in Triton (as in torch), so every right shift is masked
 way :func:`wmark.text.hashing.mix32` does; unsigned order is signed order after flipping the sign bit
 (:func:`wmark.text.hashing.lt_u32`), so the threshold travels as the int32 ``threshold - 2**31``.
 
-Float notes: torch computes ``green.to(dtype) * delta`` with the scalar as float32 and the product
-rounded to ``dtype``, then adds in float32 and rounds again; the kernel does the same two roundings, so
-float16 / bfloat16 outputs match bit for bit (and ``-0.0`` scores become ``+0.0`` off the green list,
-as in torch). bfloat16 is moved as int16 bits and rounded to nearest-even by hand, because Triton's
+Float notes: the reference adds in float32 and rounds once to the scores' dtype; so does the kernel,
+so float16 / bfloat16 outputs match bit for bit (and ``-0.0`` scores become ``+0.0`` off the green
+list, as in torch). bfloat16 is moved as int16 bits and rounded to nearest-even by hand, because Triton's
 interpreter truncates on a float32 -> bfloat16 cast (the compiled GPU cast rounds), which would make
 the CPU test and the GPU kernel disagree. NaN outputs are canonical (bits may differ from torch's,
 whose own CPU paths disagree on NaN bits).
@@ -80,16 +79,12 @@ def _kgw_kernel(scores_ptr, out_ptr, c_ptr, t_ptr, u_ptr, a_ptr,
     if WRITE_BIAS:
         src = scores_ptr + row * stride_s + cols
         dst = out_ptr + row * V + cols
-        # torch: inc = green.to(dtype) * delta (float32 math, rounded to dtype), then
-        # out = scores + inc (float32 math, rounded to dtype). Same two roundings here.
+        # reference: out = (float32(scores) + green * float32(delta)).to(dtype): one rounding.
         inc = green.to(tl.float32) * delta
         if BF16:
             # bfloat16 travels as int16 bits: widening is a shift, and the round-to-nearest-even is
             # done by hand (the interpreter's float32 -> bfloat16 cast truncates; the GPU's rounds).
             sc = (tl.load(src, mask=mask, other=0).to(tl.int32) << 16).to(tl.float32, bitcast=True)
-            ib = inc.to(tl.int32, bitcast=True)
-            ib = (ib + (((ib >> 16) & 1) + 0x7FFF)) & -65536
-            inc = tl.where(inc != inc, inc, ib.to(tl.float32, bitcast=True))
             res = sc + inc
             rb = res.to(tl.int32, bitcast=True)
             rb = (rb + (((rb >> 16) & 1) + 0x7FFF)) >> 16
@@ -97,7 +92,6 @@ def _kgw_kernel(scores_ptr, out_ptr, c_ptr, t_ptr, u_ptr, a_ptr,
             tl.store(dst, rb.to(tl.int16), mask=mask)
         else:
             sc = tl.load(src, mask=mask, other=0.0)
-            inc = inc.to(sc.dtype).to(tl.float32)
             tl.store(dst, (sc.to(tl.float32) + inc).to(sc.dtype), mask=mask)
     else:
         tl.store(out_ptr + row * V + cols, green.to(tl.uint8), mask=mask)

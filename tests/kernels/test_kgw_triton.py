@@ -146,7 +146,7 @@ def test_threshold_edges_exact(kgw, thr, mode):
 @pytest.mark.parametrize("delta", [2.0, 1.3, -0.7, 0.0, 1.0 + 2**-11 + 2**-40, 3.0e38, 1e39, 1e-30,
                                    float("inf"), float("nan")])
 def test_float_rounding_and_specials(kgw, dtype, delta):
-    """Double rounding of delta, ties, -0.0, +-inf, NaN, subnormals, overflow, huge/tiny deltas."""
+    """Single float32 rounding of scores + delta, ties, -0.0, +-inf, NaN, subnormals, overflow, huge/tiny deltas."""
     fin = torch.finfo(dtype)
     specials = [0.0, -0.0, float("inf"), float("-inf"), float("nan"), fin.max, -fin.max, fin.tiny,
                 fin.tiny / 4, -fin.tiny / 8, 1.0, -1.0, 0.3496, 1.0 + fin.eps / 2, 65504.0, -3.0e38]

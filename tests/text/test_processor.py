@@ -49,3 +49,12 @@ def test_huggingface_generate_with_wmark_processor(demo_key):
     r = scheme.detect_batch(out, ignore_prefix=5)
     assert (r.p_value < 1e-4).all()
     assert (make_scheme("kgw-selfhash", Key.from_passphrase("x"), 500).detect_batch(out).p_value > 1e-3).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_compiled_kgw_matches_eager_in_half_precision(demo_key, dtype):
+    ids = torch.randint(0, 4099, (3, 5))
+    scores = torch.randn(3, 4099).to(dtype)
+    a = KGW(demo_key, 4099, delta=1.3, backend="eager")(ids, scores)
+    b = KGW(demo_key, 4099, delta=1.3, backend="compile")(ids, scores)
+    assert a.dtype == dtype and torch.equal(a, b)

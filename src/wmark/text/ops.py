@@ -38,9 +38,11 @@ def kgw_green(c: torch.Tensor, t: torch.Tensor, threshold: int, u: torch.Tensor 
 
 def kgw_bias(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: int, delta: float,
              u: torch.Tensor | None = None, a: torch.Tensor | None = None) -> torch.Tensor:
-    """``scores + delta`` on green tokens, ``[B, V]`` (a new tensor; the input is untouched)."""
+    """``scores + delta`` on green tokens, ``[B, V]`` (a new tensor; the input is untouched).
+    Half-precision scores are added in float32 and rounded once (what fused kernels do)."""
     green = kgw_green(c, t, threshold, u, a)
-    return scores + green.to(scores.dtype) * delta
+    acc = torch.promote_types(scores.dtype, torch.float32)
+    return (scores.to(acc) + green.to(acc) * delta).to(scores.dtype)
 
 
 def gumbel_noise(c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
