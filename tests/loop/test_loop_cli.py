@@ -25,6 +25,13 @@ def test_round_trip_resume_and_refusal(tmp_path, capsys):
     assert len(lines) == 4 * 4  # t = 0..3, four arms
     report = (out / "report.md").read_text()
     assert "| w2 | keep |" in report and "![w2](plots/w2.png)" in report
+    assert "## Policy effects at t = 3" in report and "| w2 | strip |" in report
+    from wmark.loop.engine import load_result
+    from wmark.loop.report import policy_effects
+
+    eff = {(e.metric, e.arm): e for e in policy_effects(load_result(out))}
+    assert abs(eff["w2", "strip"].mean) < 1e-9 and eff["w2", "keep"].mean != 0.0
+    assert eff["n_train", "drop"].mean == -50
     before = (out / "generations.jsonl").read_text()
     assert main(args) == 2
     assert "not empty" in capsys.readouterr().err

@@ -49,6 +49,42 @@ def summarise(result: LoopResult) -> list[MetricSummary]:
     return out
 
 
+@dataclass(frozen=True)
+class PolicyEffect:
+    """Paired difference ``arm - reference`` of one metric at the last generation (arms share seeds,
+    so the difference isolates the policy): mean, sd and standard error over seeds."""
+
+    metric: str
+    arm: str
+    reference: str
+    t: int
+    mean: float
+    sd: float
+    se: float
+
+
+def policy_effects(result: LoopResult, reference: str = "none") -> list[PolicyEffect]:
+    """Paired effects of every other arm against the ``reference`` arm (empty if it is absent)."""
+    if reference not in result.arms or len(result.arms) < 2:
+        return []
+    ts = result.generations()
+    out = []
+    for metric in result.metric_names():
+        try:
+            ref = result.series(metric, reference)[-1]
+        except ValueError:
+            continue
+        for arm in result.arms:
+            if arm == reference:
+                continue
+            diff = result.series(metric, arm)[-1] - ref
+            m, sd = _msd(diff)
+            n = int(np.isfinite(diff).sum())
+            out.append(PolicyEffect(metric, arm, reference, int(ts[-1]), m, sd,
+                                    sd / np.sqrt(n) if n > 1 else float("nan")))
+    return out
+
+
 def _fmt(x: float) -> str:
     return "nan" if not np.isfinite(x) else (f"{x:.4g}")
 
@@ -71,10 +107,18 @@ def markdown(result: LoopResult, plots: list[Path] | None = None) -> str:
     for s in summarise(result):
         lines.append(f"| {s.metric} | {s.arm} | {s.first_t} | {_fmt(s.first_mean)} +- {_fmt(s.first_sd)} "
                      f"| {s.last_t} | {_fmt(s.last_mean)} +- {_fmt(s.last_sd)} |")
+    effects = policy_effects(result)
+    if effects:
+        lines += ["", f"## Policy effects at t = {effects[0].t} (paired over seeds, arm - none)", "",
+                  "| metric | arm | mean difference +- s.e. | sd |", "|---|---|---|---|"]
+        lines += [f"| {e.metric} | {e.arm} | {_fmt(e.mean)} +- {_fmt(e.se)} | {_fmt(e.sd)} |" for e in effects]
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+_STYLES = ("-", "--", "-.", ":")
 
 
 def write_plots(result: LoopResult, folder: Path) -> list[Path]:
@@ -89,7 +133,7 @@ def write_plots(result: LoopResult, folder: Path) -> list[Path]:
     paths = []
     for metric in result.metric_names():
         fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=100)
-        for arm in result.arms:
+        for i, arm in enumerate(result.arms):
             try:
                 s = result.series(metric, arm)
             except ValueError:
@@ -97,7 +141,9 @@ def write_plots(result: LoopResult, folder: Path) -> list[Path]:
             s = np.where(np.isfinite(s), s, np.nan)
             ok = ~np.isnan(s).all(1)  # generations where the metric exists (e.g. not t = 0)
             m, sd = np.nanmean(s[ok], 1), np.nanstd(s[ok], 1)
-            ax.plot(ts[ok], m, label=arm, marker="." if len(ts) <= 30 else None)
+            # overlapping arms (strip == none) stay visible: thicker first lines, varied dashes
+            ax.plot(ts[ok], m, label=arm, marker="." if len(ts) <= 30 else None,
+                    linestyle=_STYLES[i % len(_STYLES)], linewidth=max(3.0 - 0.6 * i, 1.0))
             ax.fill_between(ts[ok], m - sd, m + sd, alpha=0.2)
         ax.set_xlabel("generation t")
         ax.set_ylabel(metric)
