@@ -96,3 +96,20 @@ def test_arms_share_randomness():
     r = _run(arms=[{"name": "a", "policy": "none"}, {"name": "b", "policy": "none"}], marker=None,
              seeds=3, generations=4)
     np.testing.assert_array_equal(r.series("w2", "a"), r.series("w2", "b"))
+
+
+def test_a_memorising_model_inherits_the_kept_mark():
+    """A KDE learner (bandwidth far below the mark's cell) learns the toy mark: the model's own,
+    unmarked samples carry it under ``keep``; ``strip`` and ``none`` stay at the false-positive rate."""
+    r = _run(data={"d": 1}, model={"kind": "kde", "bandwidth": 0.002}, marker_params={"delta": 0.5, "width": 0.1},
+             seeds=6, generations=5, n_real=200)
+    fpr = 0.1
+    inh = {arm: r.series("inherited", arm)[1:].mean(1) for arm in ("none", "keep", "strip")}
+    assert abs(inh["none"].mean() - fpr) < 0.03
+    assert np.all(inh["keep"][1:] > 0.8)  # model t >= 2 was trained on marked samples
+    np.testing.assert_allclose(inh["strip"], inh["none"], atol=1e-12)
+
+
+def test_unknown_model_kind():
+    with pytest.raises(ValueError, match="unknown gaussian-family model kind"):
+        _run(model={"kind": "flow"}, seeds=1, generations=1)

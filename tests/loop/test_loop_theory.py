@@ -149,6 +149,21 @@ def test_preset_gaussian_n20_full():
 
 
 @pytest.mark.slow
+def test_preset_gaussian_lam08_full():
+    r = run_loop(get_preset("theory-gaussian-lam08"), progress=False)
+    assert close(r.series("var", "none")[10].mean(), 0.107)
+    assert close(r.series("mu", "none")[30].var(), 0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,ref", [("replace", th.mean_sq_replace), ("accumulate", th.mean_sq_accumulate)])
+def test_preset_replace_accumulate_full(mode, ref):
+    mu = run_loop(get_preset(f"theory-gaussian-{mode}"), progress=False).series("mu", "none")
+    for t in (5, 10, 20):
+        assert close(100 * (mu[t] ** 2).mean(), ref(t)), (mode, t)  # s.e. about 2.2%
+
+
+@pytest.mark.slow
 def test_preset_categorical_full():
     r = run_loop(get_preset("theory-categorical"), progress=False)
     sup = r.series("support", "none")

@@ -7,6 +7,11 @@ Generation t = 0 is the true distribution. Generation t >= 1 builds a training s
 Randomness: every draw uses ``generator(seed, replicate, t, stream)``, independent of the arm, so
 arms share real data and sampling noise and differ only by their policy (common random numbers).
 
+Metrics per generation, arm and seed: the family's (``evaluate``), ``n_train`` (size of the training
+set) and, with a marker, ``train_marked`` (share of the training set the detector flags) and
+``inherited`` (share of ``eval.n_mark`` = 1000 fresh, *unmarked* samples of model t that the detector
+flags: the mark the model learnt).
+
 Run folder: ``config.json``, ``generations.jsonl`` (one line per generation and arm, each metric a
 list over seeds), ``checkpoint.pkl`` (state after the last finished generation; a killed run resumes
 from it with identical results). :func:`wmark.loop.report.write_report` adds ``report.md`` and plots.

@@ -27,6 +27,9 @@ def gaussian_w2_sq(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.
     cov1, cov2 = np.atleast_2d(cov1).astype(float), np.atleast_2d(cov2).astype(float)
     d = cov2.shape[0]
     c = cov2[0, 0]
+    if d == 1:  # (mu1 - mu2)^2 + (sigma1 - sigma2)^2
+        val = float((mu1[0] - mu2[0]) ** 2 + (math.sqrt(max(cov1[0, 0], 0.0)) - math.sqrt(max(c, 0.0))) ** 2)
+        return max(val, 0.0)
     if np.array_equal(cov2, c * np.eye(d)):  # isotropic reference (the usual truth): one eigh
         cross = math.sqrt(max(c, 0.0)) * np.sqrt(np.clip(np.linalg.eigvalsh(cov1), 0.0, None)).sum()
     else:

@@ -49,16 +49,16 @@ _G1 = {"family": "gaussian", "data": {"d": 1}, "model": {"unbiased": True}}
 
 register_preset(
     "theory-gaussian-n20", "1-D Gaussian, n=20, unbiased, lam=1, fully synthetic: E[log var] falls "
-    "0.0535 per generation", **_G1, n_real=20, generations=100, seeds=1000)
+    "0.0535 per generation", **_G1, n_real=20, generations=100, seeds=2000)
 register_preset(
     "theory-gaussian-lam08", "1-D Gaussian, n=20, lam=0.8 (also on real draws): E[var_10] = 0.107, "
-    "Var(mu_t) -> 0.2", **_G1, n_real=20, lam=0.8, bias_real=True, generations=40, seeds=1000)
+    "Var(mu_t) -> 0.2", **_G1, n_real=20, lam=0.8, bias_real=True, generations=30, seeds=4000)
 register_preset(
     "theory-gaussian-replace", "1-D Gaussian, n=100, replace: n E[mu_t^2] = t",
-    **_G1, n_real=100, synthetic="replace", generations=20, seeds=1000)
+    **_G1, n_real=100, synthetic="replace", generations=20, seeds=4000)
 register_preset(
     "theory-gaussian-accumulate", "1-D Gaussian, n=100, accumulate: n E[mu_t^2] -> pi^2/6",
-    **_G1, n_real=100, synthetic="accumulate", generations=20, seeds=1000)
+    **_G1, n_real=100, synthetic="accumulate", generations=20, seeds=4000)
 for _n0 in (100, 1000):
     register_preset(
         f"theory-fresh-init{_n0}", f"Gaussian d=100, fresh data n_r=100 n_s=900, initial n={_n0}: "
@@ -81,3 +81,9 @@ register_preset(
     "gmm-fresh", "2-D ring of 8 Gaussians, fresh data (n_r=250, n_s=250): the Frechet distance stays bounded",
     family="gmm", data={"k": 8}, loop="fresh_data", n_real=250, n_syn=250, generations=10, seeds=4,
     eval={"n_eval": 500})
+register_preset(
+    "demo-kde", "1-D Gaussian data, memorising KDE learner, real set + synthetic: the kept toy mark is "
+    "inherited by the model's own samples; strip matches none",
+    family="gaussian", data={"d": 1}, model={"kind": "kde", "bandwidth": 0.005}, loop="synthetic_augmentation",
+    n_real=100, n_syn=200, generations=10, seeds=8, arms=list(ALL_POLICIES), marker="toy-dither",
+    marker_params={"delta": 0.5, "width": 0.1})

@@ -69,9 +69,59 @@ class GaussianModel:
         return gaussian_sample(self.mean, self.cov, n, lam, rng)
 
 
-def make_model(source: GaussianModel, unbiased: bool = True) -> GaussianModel:
-    """An unfitted Gaussian learner in the source's dimension (MLE if not ``unbiased``)."""
-    return GaussianModel(d=source.d, unbiased=bool(unbiased))
+@dataclass
+class KDEModel:
+    """A Gaussian kernel density estimate (memorises its training set ``[n, d]``; bandwidth ``h``).
+
+    It can learn fine structure such as a watermark, so the loop's ``inherited`` metric moves.
+    Sampling bias ``lam`` scales the whole covariance: x = m + sqrt(lam) (x_i - m + h z).
+    """
+
+    d: int = 1
+    bandwidth: float = 0.01
+    data: np.ndarray | None = None
+
+    def fit(self, data: np.ndarray, rng: np.random.Generator | None = None) -> "KDEModel":
+        self.data = np.asarray(data, dtype=float).reshape(len(data), self.d).copy()
+        return self
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean ``[d]`` of the estimate."""
+        return self.data.mean(0)
+
+    @property
+    def cov(self) -> np.ndarray:
+        """Covariance ``[d, d]`` of the estimate (data covariance + h^2 I)."""
+        return gaussian_fit(self.data, unbiased=False)[1] + self.bandwidth ** 2 * np.eye(self.d)
+
+    def sample(self, n: int, lam: float, rng: np.random.Generator) -> np.ndarray:
+        if self.data is None:
+            raise ValueError("KDEModel.sample before fit")
+        x = self.data[rng.integers(len(self.data), size=n)]
+        x = x + self.bandwidth * rng.standard_normal((n, self.d))
+        if lam != 1.0:
+            m = self.mean
+            x = m + np.sqrt(lam) * (x - m)
+        return x
+
+
+#: learner kind -> constructor(d, **params)
+KINDS = {
+    "gaussian": lambda d, unbiased=True: GaussianModel(d=d, unbiased=bool(unbiased)),
+    "kde": lambda d, bandwidth=0.01: KDEModel(d=d, bandwidth=float(bandwidth)),
+}
+
+
+def make_model(source: GaussianModel, kind: str = "gaussian", **params: Any) -> GaussianModel | KDEModel:
+    """An unfitted learner in the source's dimension: ``kind`` "gaussian" (``unbiased``: ddof 1,
+    else MLE) or "kde" (``bandwidth``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown gaussian-family model kind {kind!r} (known: {', '.join(KINDS)})")
+    try:
+        return KINDS[kind](source.d, **params)
+    except TypeError:
+        raise ValueError(f"bad parameters for model kind {kind!r}: {sorted(params)}") from None
 
 
 def make_source(d: int = 1, mean: float = 0.0, var: float = 1.0) -> GaussianModel:
@@ -80,7 +130,7 @@ def make_source(d: int = 1, mean: float = 0.0, var: float = 1.0) -> GaussianMode
     return GaussianModel(d=d, mean=np.full(d, float(mean)), cov=np.eye(d) * float(var))
 
 
-def evaluate(model: GaussianModel, source: GaussianModel, train: Any, rng: np.random.Generator,
+def evaluate(model: GaussianModel | KDEModel, source: GaussianModel, train: Any, rng: np.random.Generator,
              params: Mapping[str, Any]) -> dict[str, float]:
     """``mu`` (first coordinate of the mean), ``mu_norm2`` (||mu - mu_true||^2), ``var`` (tr Sigma / d),
     ``log_var`` and ``w2`` (closed-form W2 to the true distribution)."""
@@ -95,4 +145,4 @@ def evaluate(model: GaussianModel, source: GaussianModel, train: Any, rng: np.ra
 
 
 FAMILY = Family("gaussian", make_model, make_source, evaluate,
-                description="d-D Gaussian, MLE or unbiased; lam scales the covariance")
+                description="d-D Gaussian data; Gaussian (MLE / unbiased) or KDE learner; lam scales the covariance")
