@@ -126,3 +126,15 @@ def test_config_json_round_trip(tmp_path):
         LoopConfig.from_json(p)
     with pytest.raises(FileNotFoundError):
         LoopConfig.from_json(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ({"data": {"dims": 3}}, "bad 'data' or 'model' parameters"),
+    ({"model": {"unbiassed": True}}, "bad parameters for model kind"),
+    ({"arms": ["keep"], "marker": "toy-dither", "marker_params": {"size": 2}}, "bad 'marker_params'"),
+    ({"arms": ["keep"], "marker": "toy-dither", "key": "/nonexistent/key"}, "key file not found"),
+])
+def test_bad_parameters_fail_before_writing(tmp_path, bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        run_loop(cfg(**bad), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

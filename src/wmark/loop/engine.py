@@ -268,6 +268,28 @@ def _prepare_folder(cfg: LoopConfig | None, out: Path, resume: bool) -> tuple[Lo
     return cfg, None
 
 
+def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
+    """Family, real-data source, marker and key of a config (one-line ValueError for bad parameters)."""
+    from wmark.loop.models import get_family
+
+    family = get_family(cfg.family)
+    try:
+        source = family.make_source(**cfg.data)
+        family.make_model(source, **cfg.model)
+    except TypeError as exc:
+        raise ValueError(f"bad 'data' or 'model' parameters for family {cfg.family!r}: {exc}") from None
+    marker = key = None
+    if cfg.marker is not None:
+        from wmark.loop.markers import get_marker
+
+        try:
+            marker = get_marker(cfg.marker, **cfg.marker_params)
+        except TypeError as exc:
+            raise ValueError(f"bad 'marker_params' for marker {cfg.marker!r}: {exc}") from None
+        key = _load_key(cfg.key)
+    return family, source, marker, key
+
+
 def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume: bool = False,
              progress: bool = True, on_generation: Callable[[int], None] | None = None) -> LoopResult:
     """Run (or resume) a loop; returns its :class:`LoopResult`.
@@ -277,22 +299,15 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
     must equal the saved one except for more ``generations``). ``on_generation(t)`` is called after
     generation t is recorded and checkpointed (tests use it to interrupt a run).
     """
-    from wmark.loop.models import get_family
-
     out_dir = Path(out) if out is not None else None
     ckpt = None
+    built = _build(config) if config is not None else None  # bad parameters fail before any write
     if out_dir is not None:
         config, ckpt = _prepare_folder(config, out_dir, resume)
     elif config is None:
         raise ValueError("run_loop needs a config when no run folder is given")
     cfg = config
-    family = get_family(cfg.family)
-    source = family.make_source(**cfg.data)
-    marker = key = None
-    if cfg.marker is not None:
-        from wmark.loop.markers import get_marker
-
-        marker, key = get_marker(cfg.marker, **cfg.marker_params), _load_key(cfg.key)
+    family, source, marker, key = built if built is not None else _build(cfg)
     n_mark_eval = int(cfg.eval.get("n_mark", 1000))
 
     if ckpt is not None:
