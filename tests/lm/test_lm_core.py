@@ -187,6 +187,11 @@ def test_generate_past_context_and_eos(small):
     prompt = torch.randint(0, SMALL.vocab_size, (2, 10))
     out = generate(small, prompt, 3 * SMALL.context, temperature=0.8, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 10 + 3 * SMALL.context)
+    long_prompt = torch.randint(0, SMALL.vocab_size, (1, 2 * SMALL.context + 3))
+    out = generate(small, long_prompt, 4, temperature=0)
+    assert out.shape == (1, 2 * SMALL.context + 7) and torch.equal(out[:, : long_prompt.shape[1]], long_prompt)
+    want = small(long_prompt[:, -SMALL.context :])[:, -1].argmax(-1)  # conditions on the last context window
+    assert out[0, long_prompt.shape[1]] == want[0]
     # row 0 emits eos (5) at once; row 1 twice later -> stop early, row 0 padded with eos
     calls = {"n": 0}
 
@@ -304,6 +309,9 @@ def test_finetune_small_reduces_loss_and_copies(tiny_tok):
     seqs = [ids[:40].tolist(), ids[40:90].tolist()]
     w = [[1.0] * 40, [0.5] * 50]
     finetune(lm, seqs, steps=2, batch_size=2, seq_len=8, loss_weights=w)
+    finetune(lm, ids.tolist(), steps=1, batch_size=2, seq_len=8, loss_weights=[0.5] * ids.numel())
+    with pytest.raises(ValueError, match="token_ids"):
+        finetune(lm, [1, "a"], steps=1)
     with pytest.raises(ValueError, match="loss_weights"):
         finetune(lm, ids, steps=1, loss_weights=torch.ones(3))
     with pytest.raises(ValueError, match="token_ids"):

@@ -30,3 +30,30 @@ def test_train_lm_tiny_run_and_resume(tmp_path, shared_data):
     out2 = tmp_path / "m2"
     assert main([*argv[:3], str(out2), *argv[4:]]) == 0
     assert (out / "model.bin").read_bytes() == (out2 / "model.bin").read_bytes()
+
+
+@pytest.mark.slow
+def test_train_lm_resumes_after_a_crash(tmp_path, shared_data, monkeypatch, capsys):
+    import wmark.lm.train as T
+
+    kw = dict(seed=1, steps=5, batch_size=2, seq_len=32, d_model=32, n_layer=1, n_head=2,
+              data=shared_data / "text", ckpt_every=2)
+    T.train_lm(tmp_path / "ref", **kw)
+    orig, calls = T._loss, {"n": 0}
+
+    def crash_on_4th(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # killed after the step-2 checkpoint
+        return orig(*a, **k)
+
+    monkeypatch.setattr(T, "_loss", crash_on_4th)
+    with pytest.raises(KeyboardInterrupt):
+        T.train_lm(tmp_path / "run", **kw)
+    assert (tmp_path / "run" / ".ckpt" / "state.pt").is_file()
+    monkeypatch.setattr(T, "_loss", orig)
+    capsys.readouterr()
+    T.train_lm(tmp_path / "run", **kw)  # resumes from step 2
+    assert "resuming from step 2" in capsys.readouterr().out
+    assert not (tmp_path / "run" / ".ckpt").exists()
+    assert (tmp_path / "run" / "model.bin").read_bytes() == (tmp_path / "ref" / "model.bin").read_bytes()

@@ -71,11 +71,14 @@ def _as_stream(token_ids: Any, eos_id: int | None, what: str) -> "torch.Tensor":
             raise ValueError(f"{what} must be 1-D [N] (or a list of 1-D sequences)")
         return token_ids.detach().cpu()
     seqs = list(token_ids)
-    if seqs and all(isinstance(s, (int,)) and not isinstance(s, bool) for s in seqs):
-        return torch.tensor(seqs)
+    if seqs and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in seqs):
+        return torch.tensor(seqs)  # one flat stream
     parts = []
     for s in seqs:
-        t = s.detach().cpu() if isinstance(s, torch.Tensor) else torch.tensor(list(s))
+        try:
+            t = s.detach().cpu() if isinstance(s, torch.Tensor) else torch.tensor(list(s))
+        except (TypeError, ValueError):
+            raise ValueError(f"{what} must be a 1-D tensor, a list of numbers or a list of sequences") from None
         if t.ndim != 1:
             raise ValueError(f"{what}: every sequence must be 1-D")
         parts.append(t)
