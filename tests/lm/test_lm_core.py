@@ -239,6 +239,8 @@ def test_token_logprobs_and_perplexity(small):
     p = perplexity(small, long.tolist())
     assert p.n_tokens == long.numel() - 1 and abs(p.ppl - float(torch.exp(-token_logprobs(small, long).mean()))) < 1e-3
     assert float(p) == p.ppl
+    nested = token_logprobs(small, ids[:, :8].tolist())  # list of lists -> [B, T-1]
+    assert nested.shape == (2, 7) and torch.allclose(nested, token_logprobs(small, ids[:, :8]))
     with pytest.raises(ValueError, match="2 tokens"):
         perplexity(small, [1])
 

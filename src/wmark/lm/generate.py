@@ -126,7 +126,8 @@ def generate(
 _ROWS_PER_CALL = 16  # windows scored per forward call in token_logprobs
 
 
-def _as_batch(ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
+def _as_batch(ids: torch.Tensor | Sequence[int]) -> tuple[torch.Tensor, bool]:
+    """ids [T] or [B, T] (tensor or nested lists) -> ([B, T] LongTensor, whether the input was 1-D)."""
     if not isinstance(ids, torch.Tensor):
         try:
             ids = torch.tensor(list(ids), dtype=torch.long)
@@ -134,7 +135,7 @@ def _as_batch(ids: torch.Tensor | Sequence[int]) -> torch.Tensor:
             raise ValueError("ids must be a LongTensor [T] / [B, T] or a sequence of int") from None
     if ids.dtype != torch.long or ids.ndim not in (1, 2):
         raise ValueError("ids must be a LongTensor of shape [T] or [B, T]")
-    return ids[None] if ids.ndim == 1 else ids
+    return (ids[None], True) if ids.ndim == 1 else (ids, False)
 
 
 @torch.no_grad()
@@ -148,8 +149,8 @@ def token_logprobs(
     token after the first window sees at least ``context - stride`` tokens of history.
     """
     model = _model_of(lm)
-    one_d = isinstance(ids, torch.Tensor) and ids.ndim == 1 or not isinstance(ids, torch.Tensor)
-    x = _as_batch(ids).to(model.device)
+    x, one_d = _as_batch(ids)
+    x = x.to(model.device)
     B, T = x.shape
     ctx, V = model.config.context, model.config.vocab_size
     if T < 2:
