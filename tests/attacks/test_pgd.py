@@ -47,3 +47,25 @@ def test_pgd_needs_decoder():
 
     with pytest.raises(ValueError, match="needs decoder, bits"):
         get_attack("pgd")(torch.rand(1, 3, 8, 8), 0.5)
+
+
+def test_pgd_against_shipped_image_model(demo_key):
+    """The white-box limit on wmark's own decoder: PGD at full budget drives bit accuracy down."""
+    import pytest
+
+    from wmark.attacks.pgd import watermarker_target
+
+    try:
+        from wmark.image.model import ImageWatermarker
+
+        wm = ImageWatermarker.load()
+    except Exception as exc:  # pragma: no cover - the image model is not shipped in this checkout
+        pytest.skip(f"image model unavailable: {exc}")
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    x = torch.stack([0.5 + 0.3 * torch.sin(5 * xx + k) * torch.cos(3 * yy) for k in range(3)])[None]
+    marked = wm.embed_tensor(x, demo_key)
+    decoder, bits = watermarker_target(wm, demo_key)
+    clean = float(bit_accuracy(decoder(marked), bits[None]).mean())
+    y = get_attack("pgd")(marked, 1.0, torch.Generator().manual_seed(0), decoder=decoder, bits=bits, steps=10)
+    assert float((y - marked).abs().max()) <= 8 / 255 + 1e-6
+    assert float(bit_accuracy(decoder(y), bits[None]).mean()) < clean

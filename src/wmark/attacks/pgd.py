@@ -62,3 +62,21 @@ def pgd_attack(x: torch.Tensor, decoder: Decoder, bits: torch.Tensor, eps: float
         better = acc <= best_acc
         best[better] = adv[better]
     return best.detach()
+
+
+def watermarker_target(wm, key, payload=None) -> tuple[Decoder, torch.Tensor]:
+    """Adapter for wmark's image model: ``(decoder(images) -> logits [B, K], bits [K])`` for PGD.
+
+    ``wm``: a ``wmark.image`` ImageWatermarker; ``key`` / ``payload`` as given to ``embed``.
+    """
+    import numpy as np
+
+    from wmark.image.model import read_logits
+
+    _, bits, _ = wm._signs(payload, key, 1)
+    wm.eval()
+
+    def decoder(images: torch.Tensor) -> torch.Tensor:
+        return read_logits(wm.decoder, images.to(wm.device), wm.config.size, wm.null_bias)
+
+    return decoder, torch.from_numpy(np.asarray(bits, dtype=np.float32))

@@ -1,4 +1,4 @@
-"""Regeneration attack: a tiny convolutional autoencoder (4x down, 8-channel bottleneck) shipped in
+"""Regeneration attack: a tiny convolutional autoencoder (4x down, 8-channel bottleneck, width 32) shipped in
 ``wmark/attacks/weights/regen_ae.pt`` (sha256 in ``regen_ae.sha256``), trained on random crops of
 ``../shared/data/train`` (never Kodak) with ``wmark attack train-regen --out DIR``.
 
@@ -26,7 +26,7 @@ WEIGHTS = "regen_ae"
 class TinyAE(nn.Module):
     """RGB autoencoder: ``forward(x [B, 3|1, H, W] in [0, 1]) -> [B, same C, H, W]`` (any H, W)."""
 
-    def __init__(self, width: int = 48, latent: int = 8):
+    def __init__(self, width: int = 32, latent: int = 8):
         super().__init__()
         self.width, self.latent = width, latent
         w = width
