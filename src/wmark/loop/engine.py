@@ -10,7 +10,11 @@ arms share real data and sampling noise and differ only by their policy (common 
 Metrics per generation, arm and seed: the family's (``evaluate``), ``n_train`` (size of the training
 set) and, with a marker, ``train_marked`` (share of the training set the detector flags) and
 ``inherited`` (share of ``eval.n_mark`` = 1000 fresh, *unmarked* samples of model t that the detector
-flags: the mark the model learnt).
+flags: the mark the model learnt), plus ``marker.metrics(those samples, key)`` where the marker has it.
+
+Markers that can only mark while sampling (text: the scheme is a logits processor) provide
+``sample_marked(model, n, lam, rng, key)``; marked arms then draw their synthetic samples through it
+(same random stream as ``model.sample``) and the policy's ``mark`` step receives marked samples.
 
 Run folder: ``config.json``, ``generations.jsonl`` (one line per generation and arm, each metric a
 list over seeds), ``checkpoint.pkl`` (state after the last finished generation; a killed run resumes
@@ -325,8 +329,10 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
     def marker_metrics(model: Any, data: Samples | None, s: int, t: int) -> dict[str, float]:
         if marker is None:
             return {}
-        out_m = {"inherited": float(np.mean(marker.detect(
-            model.sample(n_mark_eval, 1.0, generator(cfg.seed, s, t, "mark_eval")), key)))}
+        own = model.sample(n_mark_eval, 1.0, generator(cfg.seed, s, t, "mark_eval"))
+        out_m = {"inherited": float(np.mean(marker.detect(own, key)))}
+        if hasattr(marker, "metrics"):  # optional extra inherited-mark metrics (text: green z, radioactivity)
+            out_m.update(marker.metrics(own, key))
         if data is not None:
             out_m["train_marked"] = float(np.mean(marker.detect(data, key))) if size(data) else 0.0
         return out_m
@@ -345,7 +351,12 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
             model = rep.models[arm.name]
             syn = None
             if t >= 2:
-                syn = model.sample(cfg.n_syn_, cfg.lam, generator(cfg.seed, s, t, "sample"))
+                rng_sample = generator(cfg.seed, s, t, "sample")
+                if arm.policy != "none" and hasattr(marker, "sample_marked"):
+                    # generation-time marker (text): marked while sampling, same random stream
+                    syn = marker.sample_marked(model, cfg.n_syn_, cfg.lam, rng_sample, key)
+                else:
+                    syn = model.sample(cfg.n_syn_, cfg.lam, rng_sample)
                 if arm.policy != "none":
                     syn = POLICIES[arm.policy](syn, marker, key, generator(cfg.seed, s, t, "mark"))
             prev = rep.train.get(arm.name)

@@ -36,6 +36,7 @@ class Marker(Protocol):
 #: marker name -> "module:class" (constructed with the config's ``marker_params``)
 MARKERS: dict[str, str] = {
     "toy-dither": "wmark.loop.markers:ToyDither",
+    "text-kgw": "wmark.loop.text_marker:TextKGW",
 }
 
 

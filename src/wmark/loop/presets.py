@@ -87,3 +87,14 @@ register_preset(
     family="gaussian", data={"d": 1}, model={"kind": "kde", "bandwidth": 0.005}, loop="synthetic_augmentation",
     n_real=100, n_syn=200, generations=10, seeds=8, arms=list(ALL_POLICIES), marker="toy-dither",
     marker_params={"delta": 0.5, "width": 0.1})
+_TEXT = dict(family="text", marker="text-kgw", marker_params={"scheme": "kgw-lefthash", "gamma": 0.25, "delta": 3.0})
+register_preset(
+    "demo-text", "built-in LM fine-tuned on its own samples (48 x 48 tokens), fully synthetic, 5 generations: "
+    "KGW-marked text kept / stripped (de-bias weights) / dropped vs none; inherited green z and radioactivity",
+    **_TEXT, data={"length": 48, "n_val": 16}, model={"steps": 12, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
+    n_real=48, generations=5, seeds=2, arms=list(ALL_POLICIES), eval={"n_eval": 32, "n_mark": 48})
+register_preset(
+    "text-mad", "longer text loop (README): 96 x 64 tokens per generation, 10 generations, 3 seeds, "
+    "fully synthetic, none/keep/strip/drop with KGW (delta 3)",
+    **_TEXT, data={"length": 64, "n_val": 32}, model={"steps": 20, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
+    n_real=96, generations=10, seeds=3, arms=list(ALL_POLICIES), eval={"n_eval": 64, "n_mark": 96})

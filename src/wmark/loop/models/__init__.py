@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "gaussian": "wmark.loop.models.gaussian:FAMILY",
     "categorical": "wmark.loop.models.categorical:FAMILY",
     "gmm": "wmark.loop.models.gmm:FAMILY",
+    "text": "wmark.loop.models.text:FAMILY",
 }
 
 _LOADED: dict[str, "Family"] = {}
