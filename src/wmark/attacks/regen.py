@@ -24,7 +24,8 @@ WEIGHTS = "regen_ae"
 
 
 class TinyAE(nn.Module):
-    """RGB autoencoder: ``forward(x [B, 3|1, H, W] in [0, 1]) -> [B, same C, H, W]`` (any H, W)."""
+    """RGB autoencoder (4x-pooled base + learned detail from an 8-channel latent at 1/4 resolution):
+    ``forward(x [B, 3|1, H, W] in [0, 1]) -> [B, same C, H, W]`` (any H, W)."""
 
     def __init__(self, width: int = 32, latent: int = 8):
         super().__init__()
@@ -44,13 +45,17 @@ class TinyAE(nn.Module):
             nn.ConvTranspose2d(w, w, 4, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(w, 3, 3, padding=1),
         )
+        nn.init.zeros_(self.dec[-1].weight)
+        nn.init.zeros_(self.dec[-1].bias)  # starts as the pooled-and-upsampled image
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c, (h, w) = x.shape[1], x.shape[-2:]
         rgb = x.expand(-1, 3, -1, -1) if c == 1 else x[:, :3]
         ph, pw = (-h) % 4, (-w) % 4
         z = F.pad(rgb, (0, pw, 0, ph), mode="replicate") if ph or pw else rgb
-        y = (0.5 + self.dec(torch.tanh(self.enc(z))))[..., :h, :w]  # only the bottleneck gets through
+        # only a 4x-pooled copy and the 8-channel bottleneck get through: no full-resolution path
+        base = F.interpolate(F.avg_pool2d(z, 4), scale_factor=4, mode="bilinear", align_corners=False)
+        y = (base + self.dec(torch.tanh(self.enc(z))))[..., :h, :w]
         return y.mean(1, keepdim=True) if c == 1 else y
 
     def to_bytes(self) -> bytes:
