@@ -54,7 +54,8 @@ def test_family_fit_sample_shapes_and_pickle(source):
     assert clone._lm is None
     assert torch.equal(torch.stack([s.ids for s in clone.sample(5, 0.8, rng(2))]), ids)
     m = get_family("text").evaluate(fitted, source, real, rng(3), {"n_eval": 4})
-    assert set(m) == {"sample_ppl", "val_ppl", "distinct_1", "distinct_2", "support", "tail_mass"}
+    assert m["train_ess"] == 1.0
+    assert set(m) == {"train_ess", "sample_ppl", "val_ppl", "distinct_1", "distinct_2", "support", "tail_mass"}
     assert all(math.isfinite(v) for v in m.values()) and 0 < m["distinct_1"] <= 1
 
 

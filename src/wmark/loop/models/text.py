@@ -9,7 +9,8 @@ text after ``L`` tokens. Sampling bias ``lam`` is the temperature.
 Metrics (:func:`evaluate`): ``sample_ppl`` (perplexity of the model's samples under the *shipped*
 model), ``val_ppl`` (the model's perplexity on held-out real text), ``distinct_1``, ``distinct_2``,
 ``support`` (distinct token ids in the samples), ``tail_mass`` (share of sample tokens outside the
-real corpus' top ``head_frac`` = 10% of the vocabulary).
+real corpus' top ``head_frac`` = 10% of the vocabulary), ``train_ess`` (Kish effective sample
+fraction ``(sum w)^2 / (N sum w^2)`` of the training tokens' loss weights: 1 unless strip re-weighted).
 """
 from __future__ import annotations
 
@@ -236,7 +237,12 @@ def evaluate(model: TextModel, source: TextSource, train: Any, rng: np.random.Ge
     eos = model.eos
     prefix = lambda x: torch.cat([torch.full((x.shape[0], 1), eos, dtype=torch.long), x], 1)  # noqa: E731
     head = max(1, int(round(float(params.get("head_frac", 0.1)) * len(source.freq))))
+    ess = float("nan")
+    if train is not None and len(train):  # Kish effective sample fraction of the training tokens
+        w = torch.cat([torch.ones(len(x.ids)) if x.weights is None else x.weights.float() for x in train])
+        ess = float(w.sum() ** 2 / (len(w) * (w * w).sum()))
     return {
+        "train_ess": ess,
         "sample_ppl": perplexity(ref, prefix(ids)).ppl,
         "val_ppl": perplexity(model.lm, prefix(source.val)).ppl,
         "distinct_1": TM.distinct_n(ids, 1),
