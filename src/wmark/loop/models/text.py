@@ -237,7 +237,7 @@ def evaluate(model: TextModel, source: TextSource, train: Any, rng: np.random.Ge
     eos = model.eos
     prefix = lambda x: torch.cat([torch.full((x.shape[0], 1), eos, dtype=torch.long), x], 1)  # noqa: E731
     head = max(1, int(round(float(params.get("head_frac", 0.1)) * len(source.freq))))
-    ess = float("nan")
+    ess = 0.0  # no training data (everything dropped): nothing effective
     if train is not None and len(train):  # Kish effective sample fraction of the training tokens
         w = torch.cat([torch.ones(len(x.ids)) if x.weights is None else x.weights.float() for x in train])
         ess = float(w.sum() ** 2 / (len(w) * (w * w).sum()))
