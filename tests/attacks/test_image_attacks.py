@@ -10,7 +10,7 @@ import torch
 from wmark.attacks import get_attack, registry
 
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SKIP = {"pgd", "regen_ae"}  # need a model: tested in test_pgd.py / test_regen.py
+SKIP = {"pgd"}  # needs a decoder: tested in test_pgd.py
 
 
 def _names() -> list[str]:
