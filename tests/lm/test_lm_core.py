@@ -9,7 +9,7 @@ import torch
 from wmark.lm.bundle import (LanguageModel, WeightsIntegrityError, load_dir, read_tensors, save_dir,
                              write_tensors)
 from wmark.lm.data import load_corpus, split_text, strip_gutenberg
-from wmark.lm.generate import generate, perplexity, token_logprobs
+from wmark.lm.sampling import generate, perplexity, token_logprobs
 from wmark.lm.model import GPT, GPTConfig
 from wmark.lm.tokenizer import EOS_TOKEN, Tokenizer, train_tokenizer
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import wmark.lm
-from wmark.lm.generate import perplexity
+from wmark.lm.sampling import perplexity
 
 # card.json val_perplexity (all 35.9k held-out tokens) measured 133.0 when trained; the fast test
 # rescores the first 1500 held-out tokens of each text (measured 102 / 123 / 185) against a looser bound

@@ -155,7 +155,7 @@ class LanguageModel:
         ``seed`` is a shortcut for ``generator=torch.Generator().manual_seed(seed)``. An empty
         prompt starts from ``<|endoftext|>``.
         """
-        from wmark.lm.generate import generate
+        from wmark.lm.sampling import generate
 
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be str, got {type(prompt).__name__}")

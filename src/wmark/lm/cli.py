@@ -57,7 +57,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _ppl(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wmark.lm.generate import perplexity
+    from wmark.lm.sampling import perplexity
 
     lm = _load(args)
     p = perplexity(lm, lm.encode(Path(args.file).read_text(encoding="utf-8")))

@@ -260,7 +260,7 @@ def train_lm(
 
     from wmark.lm.bundle import LanguageModel, save_dir
     from wmark.lm.data import CORPUS_FILES, default_text_dir, load_corpus
-    from wmark.lm.generate import perplexity
+    from wmark.lm.sampling import perplexity
     from wmark.lm.model import GPT, GPTConfig
     from wmark.lm.tokenizer import Tokenizer, train_tokenizer
 

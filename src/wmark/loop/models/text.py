@@ -153,7 +153,7 @@ class TextModel:
         watermark scheme; the samples are then flagged ``marked``)."""
         import torch
 
-        from wmark.lm.generate import generate
+        from wmark.lm.sampling import generate
         from wmark.loop.engine import torch_generator
 
         if n <= 0:
@@ -228,7 +228,7 @@ def evaluate(model: TextModel, source: TextSource, train: Any, rng: np.random.Ge
     """Quality and diversity of ``eval.n_eval`` (default 32) samples at temperature 1 (see the module)."""
     import torch
 
-    from wmark.lm.generate import perplexity
+    from wmark.lm.sampling import perplexity
     from wmark.loop import text_metrics as TM
 
     samples = model.sample(int(params.get("n_eval", 32)), 1.0, rng)
