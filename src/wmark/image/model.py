@@ -1,0 +1,376 @@
+"""The image watermarker: training forward pass and inference ``embed`` / ``detect`` / ``strip``.
+
+Functional core (pure, no hidden state): :func:`residual` (cover -> luminance residual),
+:func:`read_logits` (image -> bit logits) and :func:`strip_tensor` (fixed point that removes a known
+residual). :class:`ImageWatermarker` holds the networks, code and settings, loads shipped weights,
+and converts PIL / numpy / tensors.
+
+Detection p-value: the decoder's hard bits are descrambled with the key and RS-decoded (with
+erasures from the per-bit confidences); that p-value is the union bound over all 2**48 codewords of
+the binomial tail of the agreement count (see :mod:`wmark.codes`). It is combined (Bonferroni x2)
+with the exact binomial tail against the default payload's codeword (payload None = zeros), so
+images marked without a payload detect at full strength. With ``payload=`` given, the exact binomial
+tail against that one codeword is used instead. Geometric search multiplies by its K hypotheses.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
+from wmark.image import io as imio
+from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, luma, perceptual_mask,
+                              resize, shape_residual)
+
+DEFAULT_ALPHA = 1e-3
+
+
+# -- results -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Detection:
+    """Detection result for one image.
+
+    ``bits`` [n] carried hard bits read by the decoder; ``confidence`` [n] per-bit confidence in
+    [0, 1] (|2 sigmoid(logit) - 1|); ``payload`` the RS-decoded payload (None if decoding failed);
+    ``p_value`` for "marked under this key"; ``detected`` = p_value < alpha."""
+
+    detected: bool
+    p_value: float
+    payload: bytes | None
+    bits: np.ndarray = field(repr=False)
+    confidence: np.ndarray = field(repr=False)
+    agree: int = 0
+    n_bits: int = 0
+    n_corrected: int = 0
+    alpha: float = DEFAULT_ALPHA
+
+    @property
+    def payload_hex(self) -> str | None:
+        return None if self.payload is None else self.payload.hex()
+
+    def to_json(self) -> dict:
+        return {"detected": bool(self.detected), "p_value": float(self.p_value), "payload": self.payload_hex,
+                "agree": int(self.agree), "n_bits": int(self.n_bits)}
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Marked images (same type and layout as the input) and the carried bits [n]."""
+
+    images: Any
+    payload: bytes
+    bits: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Stripped:
+    """Images with the mark removed (same type as the input); ``removed[i]`` False where no payload
+    could be read (image returned unchanged); ``before`` the detections that drove removal."""
+
+    images: Any
+    removed: tuple[bool, ...]
+    before: tuple[Detection, ...] = field(repr=False)
+
+
+# -- functional core ---------------------------------------------------------------------------
+def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, size: int, rms: float) -> torch.Tensor:
+    """Cover x [B, C, H, W] and message signs [B, n] -> luminance residual [B, 1, H, W]."""
+    y_small = resize(luma(x), (size, size))
+    r_small = encoder(y_small, signs)
+    return shape_residual(r_small, perceptual_mask(x), rms)
+
+
+def read_logits(decoder: nn.Module, x: torch.Tensor, size: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Image [B, C, H, W] (any size) -> bit logits [B, n] (minus the null bias when given)."""
+    logits = decoder(resize(luma(x), (size, size)))
+    return logits if bias is None else logits - bias
+
+
+ROTATIONS = (-10.0, -5.0, 5.0, 10.0)
+UNCROP_AREAS = (0.5, 0.7)
+UNCROP_POS = (0.0, 0.5, 1.0)
+
+
+def hypothesis_views(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Decoder inputs for the geometric hypotheses: x [B, C, H, W] -> [K, B, 1, S, S] luminance.
+
+    K = 1 (as given) + len(ROTATIONS) (de-rotated) + len(UNCROP_AREAS) * 9 (the image placed back
+    into a larger mean-filled canvas, as if it were a crop of that area, at 3 x 3 positions)."""
+    import kornia
+
+    y = luma(x)
+    h, w = y.shape[-2:]
+    f = min(1.0, 4 * size / max(h, w))
+    if f < 1.0:
+        y = resize(y, (max(size, round(h * f)), max(size, round(w * f))))
+    h, w = y.shape[-2:]
+    views = [resize(luma(x), (size, size))]
+    for ang in ROTATIONS:
+        a = torch.full((y.shape[0],), ang, device=y.device, dtype=y.dtype)
+        views.append(resize(kornia.geometry.transform.rotate(y, a, padding_mode="zeros"), (size, size)))
+    fill = y.mean(dim=(1, 2, 3), keepdim=True)
+    for area in UNCROP_AREAS:
+        ch, cw = round(h / area ** 0.5), round(w / area ** 0.5)
+        for fy in UNCROP_POS:
+            for fx in UNCROP_POS:
+                canvas = fill.expand(-1, 1, ch, cw).clone()
+                y0, x0 = round(fy * (ch - h)), round(fx * (cw - w))
+                canvas[..., y0:y0 + h, x0:x0 + w] = y
+                views.append(resize(canvas, (size, size)))
+    return torch.stack(views)
+
+
+def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, size: int, rms: float,
+                 iters: int = 6) -> torch.Tensor:
+    """Remove the residual of ``signs`` from marked y [B, C, H, W]: fixed point x = y - r(x)."""
+    x = y
+    for _ in range(iters):
+        x = (y - residual(encoder, x, signs, size, rms)).clamp(0, 1)
+    return x
+
+
+# -- the model ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Config:
+    """Architecture and embedding settings stored with the weights."""
+
+    n_bits: int = 128
+    data_bytes: int = 6
+    size: int = 64
+    rms: float = 0.0072
+    enc_ch: int = 16
+    dec_ch: int = 16
+    dec_feat: int = 128
+    tile: int = 64
+    pool: str = "flatten"
+    image_cond: bool = False
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class ImageWatermarker(nn.Module):
+    """Encoder + decoder + keyed RS code. Use :meth:`load` for the shipped weights."""
+
+    def __init__(self, config: Config | None = None):
+        super().__init__()
+        self.config = config or Config()
+        c = self.config
+        self.code = PayloadCode(c.data_bytes, c.n_bits // 8 - c.data_bytes)
+        self.encoder = Encoder(c.n_bits, c.size, c.enc_ch, tile=c.tile, image_cond=c.image_cond)
+        self.decoder = Decoder(c.n_bits, c.dec_ch, c.dec_feat, c.pool, c.size)
+        self.register_buffer("null_bias", torch.zeros(c.n_bits))
+
+    # -- training ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, bits: torch.Tensor, attack=None,
+                rms_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: x [B, C, H, W], bits [B, n] -> (marked [B, C, H, W], logits [B, n]).
+
+        ``attack`` is an optional differentiable callable applied to the marked images;
+        ``rms_scale`` > 1 strengthens the mark (curriculum early in training)."""
+        c = self.config
+        marked = apply_residual(x, residual(self.encoder, x, bits_to_signs(bits), c.size, c.rms * rms_scale))
+        attacked = marked if attack is None else attack(marked)
+        return marked, read_logits(self.decoder, attacked, c.size)
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> "ImageWatermarker":
+        state = torch.load(_io.BytesIO(blob), map_location="cpu", weights_only=True)
+        model = cls(Config(**json.loads(state["config"])))
+        model.load_state_dict(state["state_dict"])
+        return model.eval()
+
+    def to_bytes(self) -> bytes:
+        buf = _io.BytesIO()
+        sd = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
+        torch.save({"config": json.dumps(self.config.to_dict()), "state_dict": sd}, buf)
+        return buf.getvalue()
+
+    @classmethod
+    def load(cls, name: str = "default", device: str | torch.device | None = None) -> "ImageWatermarker":
+        """Load shipped weights ``weights/<name>.pt`` (sha256-verified against ``weights/<name>.sha256``)."""
+        from importlib.resources import files
+
+        root = files("wmark.image") / "weights"
+        wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
+        if not wfile.is_file():
+            raise ValueError(f"no shipped image watermark weights named {name!r}")
+        blob = wfile.read_bytes()
+        digest = hashlib.sha256(blob).hexdigest()
+        expected = sfile.read_text().split()[0] if sfile.is_file() else None
+        if expected != digest:
+            raise ValueError(f"weights {name!r} fail their sha256 check (got {digest[:12]}..., expected "
+                             f"{(expected or 'none')[:12]}...)")
+        model = cls.from_bytes(blob)
+        if device is not None:
+            model = model.to(device)
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return self.null_bias.device
+
+    # -- inference -----------------------------------------------------------------------------
+    def _signs(self, payload, key, b: int) -> tuple[torch.Tensor, np.ndarray, bytes]:
+        data = parse_payload(payload, self.code.data_bytes)
+        bits = self.code.encode(data, key)
+        signs = bits_to_signs(torch.from_numpy(bits.astype(np.float32))).to(self.device)
+        return signs.expand(b, -1), bits, data
+
+    @torch.no_grad()
+    def embed_tensor(self, x: torch.Tensor, key, payload=None) -> torch.Tensor:
+        """Mark x [B, C, H, W] in [0, 1] (C = 1 or 3) -> marked [B, C, H, W]."""
+        self.eval()
+        x = x.to(self.device)
+        signs, _, _ = self._signs(payload, key, x.shape[0])
+        c = self.config
+        return apply_residual(x, residual(self.encoder, x, signs, c.size, c.rms))
+
+    @torch.no_grad()
+    def logits_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """Bit logits [B, n] of images x [B, C, H, W]."""
+        self.eval()
+        return read_logits(self.decoder, x.to(self.device), self.config.size, self.null_bias)
+
+    def _decide(self, lg: np.ndarray, key, payload=None, alpha: float = DEFAULT_ALPHA, mult: int = 1) -> Detection:
+        """Logits [n] of one image -> Detection; the p-value is multiplied by ``mult`` (Bonferroni over
+        the geometric hypotheses searched)."""
+        hard = (lg > 0).astype(np.uint8)
+        conf = np.abs(np.tanh(lg / 2))  # |2 sigmoid - 1|
+        r = self.code.decode(hard, key, conf)
+        if payload is not None:
+            expected = self.code.encode(payload, key)
+            agree = int((expected == hard).sum())
+            p = min(1.0, float(known_payload_pvalue(agree, self.code.n_bits)) * mult)
+            return Detection(p < alpha, p, r.payload, hard, conf, agree, self.code.n_bits, r.n_corrected, alpha)
+        # unknown payload: the best of (any RS codeword, union bound) and (the default all-zero
+        # payload, exact binomial), Bonferroni x2 -- marks made without a payload detect strongly
+        ref = self.code.encode(None, key)
+        agree0 = int((ref == hard).sum())
+        p0 = float(known_payload_pvalue(agree0, self.code.n_bits))
+        if p0 < r.p_value:
+            p, payload_read, agree = p0, bytes(self.code.data_bytes), agree0
+        else:
+            p, payload_read, agree = r.p_value, r.payload, r.agree
+        p = min(1.0, 2.0 * p * mult)
+        return Detection(p < alpha, p, payload_read if p < alpha else None, hard, conf, agree, self.code.n_bits,
+                         r.n_corrected, alpha)
+
+    def _detect_logits(self, logits: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
+                       mult: int = 1) -> list[Detection]:
+        lg = logits.detach().cpu().double().numpy()
+        return [self._decide(lg[i], key, payload, alpha, mult) for i in range(lg.shape[0])]
+
+    @torch.no_grad()
+    def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
+                       top: int = 4) -> list[Detection]:
+        """Detection over K geometric hypotheses (identity, de-rotations, un-crops); reports the best
+        p-value times K (valid for any stopping rule). The identity is tried first and kept if it
+        already detects."""
+        self.eval()
+        x = x.to(self.device)
+        views = hypothesis_views(x, self.config.size)  # [K, B, 1, S, S]
+        k = views.shape[0]
+        first = self._detect_logits(self.decoder(views[0]) - self.null_bias, key, payload, alpha, k)
+        out = []
+        rest = None
+        for i, d in enumerate(first):
+            if d.detected:
+                out.append(d)
+                continue
+            if rest is None:
+                rest = (self.decoder(views[1:].flatten(0, 1)) - self.null_bias).view(k - 1, x.shape[0], -1)
+                rest = rest.cpu().double().numpy()
+            # RS-decode only the hypotheses the decoder is most confident about (a data-driven
+            # choice of a subset: the Bonferroni factor k over all of them keeps the p-value valid)
+            order = np.argsort(-np.abs(np.tanh(rest[:, i] / 2)).mean(1))[:top]
+            cands = [d] + [self._decide(rest[j, i], key, payload, alpha, k) for j in order]
+            out.append(min(cands, key=lambda c: c.p_value))
+        return out
+
+    def embed(self, images, key, payload: bytes | str | int | None = None) -> Embedded:
+        """Mark images (tensor [B, C, H, W] / [C, H, W] in [0, 1], PIL, numpy, or a list of them)."""
+        xs, metas, single = imio.to_internal(images)
+        marked = [self.embed_tensor(x, key, payload).cpu() for x in xs]
+        outs = imio.from_internal(marked, metas)
+        _, bits, data = self._signs(payload, key, 1)
+        return Embedded(outs[0] if single or isinstance(images, torch.Tensor) else outs, data, bits)
+
+    def detect(self, images, key, payload: bytes | str | int | None = None,
+               alpha: float = DEFAULT_ALPHA, search: bool = True) -> Detection | list[Detection]:
+        """Detect the mark of ``key``: one :class:`Detection` per image (a list unless one image given).
+
+        ``search`` also tries de-rotations and un-crops (23 hypotheses, Bonferroni-corrected) when the
+        image as given does not detect; ``payload`` tests one known payload (exact binomial tail)."""
+        xs, _, single = imio.to_internal(images)
+        dets: list[Detection] = []
+        for x in xs:
+            if search:
+                dets.extend(self._detect_search(x, key, payload, alpha))
+            else:
+                dets.extend(self._detect_logits(self.logits_tensor(x), key, payload, alpha))
+        return dets[0] if single else dets
+
+    @torch.no_grad()
+    def strip_tensor(self, y: torch.Tensor, key, payload=None, iters: int = 6) -> tuple[torch.Tensor, list[bool], list[Detection]]:
+        """Remove the mark from y [B, C, H, W]; payload read from the image unless given."""
+        self.eval()
+        y = y.to(self.device)
+        dets = self._detect_logits(self.logits_tensor(y), key, None)
+        out = y.clone()
+        removed = []
+        c = self.config
+        for i, d in enumerate(dets):
+            pl = payload if payload is not None else d.payload
+            if pl is None:
+                removed.append(False)
+                continue
+            signs, _, _ = self._signs(pl, key, 1)
+            out[i:i + 1] = strip_tensor(self.encoder, y[i:i + 1], signs, c.size, c.rms, iters)
+            removed.append(True)
+        return out, removed, dets
+
+    def strip(self, images, key, payload: bytes | str | int | None = None, iters: int = 6) -> Stripped:
+        """Key-holder removal: re-estimate the residual from the marked image and the decoded payload,
+        subtract it, iterate to a fixed point. Images where no payload is found come back unchanged."""
+        xs, metas, single = imio.to_internal(images)
+        outs, removed, before = [], [], []
+        for x in xs:
+            o, r, d = self.strip_tensor(x, key, payload, iters)
+            outs.append(o.cpu()), removed.extend(r), before.extend(d)
+        imgs = imio.from_internal(outs, metas)
+        return Stripped(imgs[0] if single or isinstance(images, torch.Tensor) else imgs, tuple(removed), tuple(before))
+
+
+_CACHE: dict[str, ImageWatermarker] = {}
+
+
+def load(name: str = "default", device: str | None = None) -> ImageWatermarker:
+    """The shipped model ``name`` (cached per process)."""
+    k = f"{name}@{device}"
+    if k not in _CACHE:
+        _CACHE[k] = ImageWatermarker.load(name, device)
+    return _CACHE[k]
+
+
+def embed(images, key, payload=None, model: str = "default") -> Embedded:
+    """Mark images with the shipped model (see :meth:`ImageWatermarker.embed`)."""
+    return load(model).embed(images, key, payload)
+
+
+def detect(images, key, payload=None, alpha: float = DEFAULT_ALPHA, model: str = "default"):
+    """Detect with the shipped model (see :meth:`ImageWatermarker.detect`)."""
+    return load(model).detect(images, key, payload, alpha)
+
+
+def strip(images, key, payload=None, model: str = "default") -> Stripped:
+    """Strip with the shipped model (see :meth:`ImageWatermarker.strip`)."""
+    return load(model).strip(images, key, payload)

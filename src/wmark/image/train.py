@@ -1,0 +1,280 @@
+"""``wmark train image``: train the encoder/decoder on random crops of ``../shared/data/train``.
+
+Never Kodak (the evaluation set). Differentiable attack layer (kornia): JPEG, resize, crop,
+rotation, blur, noise, colour jitter, a JPEG+resize+brightness combination; 8-bit rounding with a
+straight-through estimate. The residual's RMS is fixed by construction (PSNR is set, not learned), so
+the loss is the bit cross-entropy alone. Checkpoints every ``--ckpt-every`` steps and resumes from
+``DIR/ckpt.pt``; ``--minutes`` caps wall time (the run can be resumed later).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+DEFAULT_STEPS = 3000
+
+
+def register(tsub: argparse._SubParsersAction) -> None:
+    p = tsub.add_parser("image", help="train the image watermark encoder/decoder (reproduces shipped weights)")
+    p.add_argument("--out", required=True, help="output folder (weights, card, checkpoint)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=128, help="training crop size in pixels")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
+    p.add_argument("--data", default=None, help="training images folder (default ../shared/data/train)")
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    train(out=args.out, seed=args.seed, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+          minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
+          device=args.device)
+    return 0
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("WMARK_SHARED_DATA")
+    if env:
+        return Path(env) / "train"
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "train"
+
+
+def load_images(folder: Path, max_side: int = 512):
+    """All images of ``folder`` as uint8 tensors [3, H, W] (refuses a Kodak folder)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    if "kodak" in str(folder).lower():
+        raise ValueError("refusing to train on Kodak: it is the evaluation set")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not paths:
+        raise ValueError(f"no training images in {folder}")
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            im = im.convert("RGB")
+            if max(im.size) > max_side:
+                im.thumbnail((max_side, max_side), Image.LANCZOS)
+            out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous())
+    return out
+
+
+def sample_batch(images, batch: int, crop: int, gen):
+    """[batch, 3, crop, crop] float crops at random scales (0.3..1 of the source resolution)."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    for _ in range(batch):
+        img = images[int(torch.randint(len(images), (1,), generator=gen))]
+        h, w = img.shape[-2:]
+        smin = max(crop / min(h, w), 0.3)
+        s = smin + float(torch.rand((), generator=gen)) * max(1.0 - smin, 0.0)
+        aspect = math.exp((float(torch.rand((), generator=gen)) - 0.5) * 0.6)
+        ch = min(h, int(round(crop / s * math.sqrt(aspect))))
+        cw = min(w, int(round(crop / s / math.sqrt(aspect))))
+        y0 = int(torch.randint(h - ch + 1, (1,), generator=gen))
+        x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
+        patch = img[:, y0:y0 + ch, x0:x0 + cw].float()[None] / 255.0
+        patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", align_corners=False, antialias=True)
+        if float(torch.rand((), generator=gen)) < 0.5:
+            patch = patch.flip(-1)
+        if float(torch.rand((), generator=gen)) < 0.1:  # some grayscale covers
+            patch = (patch * patch.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand(-1, 3, -1, -1)
+        out.append(patch)
+    return torch.cat(out).clamp(0, 1)
+
+
+def _ste(x, fn):
+    """Straight-through: forward fn(x), backward identity."""
+    return x + (fn(x) - x).detach()
+
+
+def _u(gen, lo: float, hi: float) -> float:
+    import torch
+
+    return lo + (hi - lo) * float(torch.rand((), generator=gen))
+
+
+def make_attack(gen, strength: float = 1.0):
+    """A random differentiable attack (callable [B, 3, H, W] -> [B, 3, h, w]) and its name."""
+    import kornia
+    import torch
+    import torch.nn.functional as F
+
+    names = ["none", "jpeg", "resize", "crop", "rotate", "blur", "noise", "color", "combo"]
+    probs = torch.tensor([0.06, 0.18, 0.1, 0.14, 0.12, 0.1, 0.1, 0.1, 0.1])
+    name = names[int(torch.multinomial(probs, 1, generator=gen))]
+    s = strength
+
+    def quant(x):
+        return _ste(x.clamp(0, 1), lambda t: torch.round(t * 255) / 255)
+
+    def jpeg(x, q):
+        qt = torch.full((x.shape[0],), q, device=x.device)
+        return kornia.enhance.jpeg_codec_differentiable(x.clamp(0, 1), qt)
+
+    def rs(x, f):
+        h, w = x.shape[-2:]
+        return F.interpolate(x, size=(max(16, int(h * f)), max(16, int(w * f))), mode="bilinear",
+                             align_corners=False, antialias=True)
+
+    def crop(x, area):
+        h, w = x.shape[-2:]
+        a = math.exp(_u(gen, -0.3, 0.3))
+        ch = max(24, min(h, int(round(h * math.sqrt(area) * a))))
+        cw = max(24, min(w, int(round(w * math.sqrt(area) / a))))
+        y0 = int(torch.randint(h - ch + 1, (1,), generator=gen))
+        x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
+        return x[..., y0:y0 + ch, x0:x0 + cw]
+
+    def color(x):
+        b = _u(gen, 1 - 0.35 * s, 1 + 0.45 * s)
+        c = _u(gen, 1 - 0.3 * s, 1 + 0.3 * s)
+        m = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = ((x - m) * c + m) * b
+        sat = _u(gen, 0.0, 1.5)
+        g = x.mean(1, keepdim=True)
+        return (g + (x - g) * sat).clamp(0, 1)
+
+    def attack(x):
+        x = quant(x)
+        if name == "jpeg":
+            x = jpeg(x, _u(gen, 90 - 50 * s, 90))
+        elif name == "resize":
+            x = rs(x, _u(gen, 1 - 0.6 * s, 1.0))
+        elif name == "crop":
+            x = crop(x, _u(gen, 1 - 0.6 * s, 1.0))
+        elif name == "rotate":
+            ang = torch.full((x.shape[0],), _u(gen, -12 * s, 12 * s), device=x.device)
+            x = kornia.geometry.transform.rotate(x, ang, padding_mode="zeros")
+        elif name == "blur":
+            sig = _u(gen, 0.3, 0.3 + 1.2 * s)
+            x = kornia.filters.gaussian_blur2d(x, (7, 7), (sig, sig))
+        elif name == "noise":
+            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.04 * s)
+        elif name == "color":
+            x = color(x)
+        elif name == "combo":
+            x = jpeg(x, _u(gen, 90 - 40 * s, 90))
+            x = rs(x, _u(gen, 1 - 0.4 * s, 1.0))
+            x = x * _u(gen, 0.8, 1.3)
+            if float(torch.rand((), generator=gen)) < 0.5:
+                x = crop(x, _u(gen, 0.6, 1.0))
+        return x.clamp(0, 1)
+
+    return attack, name
+
+
+def null_bias(model, images, gen, n: int = 512, batch: int = 32, crop: int = 128):
+    """Mean decoder logits [n_bits] on unmarked training crops (subtracted at detection)."""
+    import torch
+
+    from wmark.image.model import read_logits
+
+    model.eval()
+    acc = []
+    with torch.no_grad():
+        for _ in range(max(1, n // batch)):
+            x = sample_batch(images, batch, crop, gen).to(model.device)
+            acc.append(read_logits(model.decoder, x, model.config.size))
+    return torch.cat(acc).mean(0)
+
+
+def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, crop: int = 128, lr: float = 2e-3,
+          minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
+          threads: int | None = None, device: str | None = None, log=print) -> Path:
+    """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``."""
+    import torch
+    import torch.nn.functional as F
+
+    from wmark.image.model import Config, ImageWatermarker
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    outp = Path(out)
+    outp.mkdir(parents=True, exist_ok=True)
+    folder = Path(data) if data else default_data_dir()
+    images = load_images(folder)
+    log(f"loaded {len(images)} training images from {folder}; device {dev}")
+
+    torch.manual_seed(seed)
+    model = ImageWatermarker(Config()).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    step, t_used = 0, 0.0
+    ck = outp / "ckpt.pt"
+    if ck.is_file():
+        state = torch.load(ck, map_location=dev, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        step, t_used = state["step"], state.get("t_used", 0.0)
+        log(f"resumed from {ck} at step {step}")
+
+    def save_ckpt():
+        tmp = outp / "ckpt.pt.tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "step": step, "t_used": t_used + time.time() - t0}, tmp)
+        os.replace(tmp, ck)
+
+    t0 = time.time()
+    warm = max(1, steps // 10)
+    n = model.config.n_bits
+    ema_acc, ema_loss = 0.5, 0.7
+    while step < steps:
+        if minutes is not None and time.time() - t0 > minutes * 60:
+            log(f"time cap reached at step {step}")
+            break
+        frac = step / steps
+        for g in opt.param_groups:  # warmup + cosine
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        strength = min(1.0, max(0.0, (step - warm) / (2 * warm))) if step >= warm else 0.0
+        model.train()
+        x = sample_batch(images, batch, crop, gen).to(dev)
+        bits = (torch.rand((batch, n), generator=gen) < 0.5).float().to(dev)
+        attack, name = make_attack(gen, strength) if step >= warm else (make_attack(gen, 0.0)[0], "quant")
+        boost = 1.0 + 3.0 * max(0.0, 1.0 - step / (0.4 * steps))  # strong mark first, target RMS later
+        _, logits = model(x, bits, attack, rms_scale=boost)
+        loss = F.binary_cross_entropy_with_logits(logits, bits)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        acc = float(((logits.detach() > 0).float() == bits).float().mean())
+        ema_acc, ema_loss = 0.98 * ema_acc + 0.02 * acc, 0.98 * ema_loss + 0.02 * float(loss.detach())
+        step += 1
+        if step % 50 == 0 or step == 1:
+            log(f"step {step}/{steps} loss {ema_loss:.4f} acc {ema_acc:.4f} [{name} {acc:.3f}] "
+                f"s={strength:.2f} boost={boost:.2f} {time.time() - t0:.0f}s")
+        if step % ckpt_every == 0:
+            save_ckpt()
+    save_ckpt()
+    bias_gen = torch.Generator().manual_seed(seed + 1)
+    model.null_bias.copy_(null_bias(model, images, bias_gen))
+    model.eval()
+    blob = model.cpu().to_bytes()
+    (outp / "default.pt").write_bytes(blob)
+    digest = hashlib.sha256(blob).hexdigest()
+    (outp / "default.sha256").write_text(f"{digest}  default.pt\n")
+    card = {"config": model.config.to_dict(), "seed": seed, "steps_done": step, "steps": steps, "batch": batch,
+            "crop": crop, "lr": lr, "data": str(folder.name), "n_images": len(images),
+            "train_seconds": round(t_used + time.time() - t0, 1), "device": str(dev),
+            "final_train_acc_ema": round(ema_acc, 4), "sha256": digest,
+            "params": sum(p.numel() for p in model.parameters())}
+    (outp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    log(f"wrote {outp / 'default.pt'} ({len(blob) / 1e6:.2f} MB, sha256 {digest[:16]}...)")
+    return outp / "default.pt"

@@ -1,0 +1,74 @@
+"""CLI: wmark embed / detect / strip on files and folders."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wmark.cli import main
+
+
+@pytest.fixture
+def setup(tmp_path, shared_data, demo_key):
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for p in sorted((shared_data / "train").glob("bsds_*.jpg"))[:2]:
+        Image.open(p).convert("RGB").crop((0, 0, 256, 200)).save(src / (p.stem + ".png"))
+    key = tmp_path / "k.key"
+    key.write_text("passphrase:wmark public demo key - do not use in production\n")
+    return tmp_path, src, key
+
+
+def test_cli_round_trip(setup, capsys):
+    tmp, src, key = setup
+    assert main(["embed", str(src), "-o", str(tmp / "marked"), "--key-file", str(key), "--payload", "0102030405ff"]) == 0
+    marked = sorted((tmp / "marked").glob("*.png"))
+    assert len(marked) == 2
+    capsys.readouterr()
+    assert main(["detect", str(tmp / "marked"), "--key-file", str(key), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and set(rows[0]) >= {"path", "detected", "p_value", "payload"}
+    assert all(r["payload"] in (None, "0102030405ff") for r in rows)
+    assert main(["detect", str(tmp / "marked"), "--key-file", str(key), "--json", "--payload", "0102030405ff"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(r["detected"] for r in rows)
+    assert main(["strip", str(tmp / "marked"), "-o", str(tmp / "clean"), "--key-file", str(key),
+                 "--payload", "0102030405ff"]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(tmp / "clean"), "--key-file", str(key), "--json", "--payload", "0102030405ff"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert not any(r["detected"] for r in rows)
+    from PIL import Image
+
+    a = np.asarray(Image.open(src / marked[0].name), np.float64)
+    b = np.asarray(Image.open(tmp / "clean" / marked[0].name), np.float64)
+    assert 10 * np.log10(255 ** 2 / max(((a - b) ** 2).mean(), 1e-12)) >= 55
+
+
+def test_cli_never_overwrites_inputs(setup, capsys):
+    tmp, src, key = setup
+    assert main(["embed", str(src), "-o", str(src), "--key-file", str(key)]) == 2
+    assert "overwrite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all"])
+def test_cli_bad_file(setup, capsys, content):
+    tmp, _, key = setup
+    bad = tmp / "bad.png"
+    bad.write_bytes(content)
+    assert main(["detect", str(bad), "--key-file", str(key)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("wmark: error:") and "bad.png" in err[0]
+
+
+def test_cli_tiny_image(setup, capsys):
+    from PIL import Image
+
+    tmp, _, key = setup
+    p = tmp / "tiny.png"
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(p)
+    assert main(["embed", str(p), "-o", str(tmp / "o"), "--key-file", str(key)]) == 2
+    assert "64" in capsys.readouterr().err

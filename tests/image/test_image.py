@@ -1,0 +1,214 @@
+"""Neural image watermark: round trips, null p-values, key separation, strip, I/O."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wmark.keys import Key  # noqa: E402
+
+PAYLOAD = "0102030405ff"
+
+
+@pytest.fixture(scope="module")
+def wm():
+    from wmark.image import load
+
+    return load()
+
+
+@pytest.fixture(scope="module")
+def photos(shared_data):
+    """A few training photos (never Kodak) as uint8 arrays."""
+    from PIL import Image
+
+    paths = sorted((shared_data / "train").glob("bsds_*.jpg"))[:4]
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+
+
+def _psnr(a, b, peak=1.0):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mse = ((a - b) ** 2).mean()
+    return 10 * np.log10(peak ** 2 / max(mse, 1e-20))
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import wmark.image, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_weights_card_and_size():
+    from importlib.resources import files
+
+    root = files("wmark.image") / "weights"
+    assert (root / "default.pt").is_file() and (root / "MODEL_CARD.md").is_file()
+    assert len((root / "default.pt").read_bytes()) < 8 * 2 ** 20
+
+
+def test_numpy_round_trip(wm, photos, demo_key):
+    img = photos[0]
+    res = wm.embed(img, demo_key, PAYLOAD)
+    out = res.images
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    assert _psnr(img, out, 255) > 40
+    d = wm.detect(out, demo_key, payload=PAYLOAD)
+    assert d.detected and d.p_value < 1e-5
+    assert d.bits.shape == (128,) and d.confidence.shape == (128,)
+    assert (d.bits == res.bits).mean() > 0.7
+
+
+def test_default_payload_detects(wm, photos, demo_key):
+    """Marks made without a payload are tested against the key's default codeword (exact tail)."""
+    for img in photos[1:3]:
+        out = wm.embed(img, demo_key).images
+        d = wm.detect(out, demo_key)
+        assert d.detected and d.p_value < 1e-5 and d.payload == bytes(6)
+        assert not wm.detect(out, Key.from_passphrase("someone else")).detected
+
+
+def test_payload_is_read(wm, photos, demo_key):
+    """Without knowing the payload, the RS-decoded payload comes back on most clean marked photos."""
+    hits = 0
+    for img in photos:
+        d = wm.detect(wm.embed(img, demo_key, PAYLOAD).images, demo_key)
+        hits += d.detected and d.payload_hex == PAYLOAD
+        assert d.payload_hex in (None, PAYLOAD)
+    assert hits >= 1
+
+
+def test_tensor_batch_round_trip(wm, photos, demo_key):
+    x = torch.stack([torch.from_numpy(p[:256, :320]).permute(2, 0, 1).float() / 255 for p in photos[:3]])
+    y = wm.embed(x, demo_key, PAYLOAD).images
+    assert isinstance(y, torch.Tensor) and y.shape == x.shape and y.dtype == x.dtype
+    dets = wm.detect(y, demo_key, payload=PAYLOAD)
+    assert len(dets) == 3 and all(d.detected for d in dets)
+    assert all(not d.detected for d in wm.detect(x, demo_key, payload=PAYLOAD))
+    assert all(not d.detected for d in wm.detect(x, demo_key))
+
+
+def test_pil_gray_rgba_odd_sizes(wm, photos, demo_key):
+    from PIL import Image
+
+    rgb = Image.fromarray(photos[1][:201, :333])
+    gray = rgb.convert("L")
+    rgba = rgb.convert("RGBA")
+    a = np.array(rgba)
+    a[..., 3] = np.linspace(0, 255, a.shape[1]).astype(np.uint8)[None]
+    rgba = Image.fromarray(a, "RGBA")
+    for img in (rgb, gray, rgba):
+        out = wm.embed(img, demo_key, PAYLOAD).images
+        assert out.mode == img.mode and out.size == img.size
+        assert wm.detect(out, demo_key, payload=PAYLOAD).p_value < 1e-3
+    out = wm.embed(rgba, demo_key, PAYLOAD).images
+    assert (np.array(out)[..., 3] == a[..., 3]).all()  # alpha untouched
+
+
+def test_16bit(wm, photos, demo_key):
+    img16 = (photos[2][:200, :300].astype(np.uint16) * 257)
+    out = wm.embed(img16, demo_key, PAYLOAD).images
+    assert out.dtype == np.uint16
+    assert wm.detect(out, demo_key, payload=PAYLOAD).detected
+
+
+def test_small_image_64(wm, photos, demo_key):
+    out = wm.embed(photos[3][:64, :64], demo_key, PAYLOAD).images
+    assert out.shape == (64, 64, 3)
+    wm.detect(out, demo_key)  # runs; small images carry less signal
+
+
+def test_key_separation(wm, photos, demo_key):
+    other = Key.from_passphrase("someone else")
+    for img in photos[:2]:
+        out = wm.embed(img, demo_key, PAYLOAD).images
+        d = wm.detect(out, other)
+        assert not d.detected and d.p_value > 1e-3 and d.payload is None
+        # even knowing the payload, the other key's codeword is not there
+        assert wm.detect(out, other, payload=PAYLOAD).p_value > 1e-4
+
+
+def test_known_payload_detection(wm, photos, demo_key):
+    out = wm.embed(photos[1], demo_key, PAYLOAD).images
+    assert wm.detect(out, demo_key, payload=PAYLOAD).p_value < 1e-8
+    assert wm.detect(photos[1], demo_key, payload=PAYLOAD).p_value > 1e-4
+
+
+def test_strip_restores_and_removes(wm, photos, demo_key):
+    for img in photos[:3]:
+        marked = wm.embed(img, demo_key, PAYLOAD).images
+        res = wm.strip(marked, demo_key, payload=PAYLOAD)
+        assert res.removed == (True,)
+        assert _psnr(img, res.images, 255) >= 55
+        d = wm.detect(res.images, demo_key, payload=PAYLOAD)
+        assert d.p_value > 0.01
+        assert (d.bits == wm.embed(img, demo_key, PAYLOAD).bits).mean() <= 0.65
+
+
+def test_strip_reads_payload(wm, photos, demo_key):
+    """Without a payload, strip uses the one it reads (where it can)."""
+    done = 0
+    for img in photos:
+        marked = wm.embed(img, demo_key, PAYLOAD).images
+        res = wm.strip(marked, demo_key)
+        if res.removed[0]:
+            done += 1
+            assert _psnr(img, res.images, 255) >= 55
+        else:
+            assert (res.images == marked).all()
+    assert done >= 1
+
+
+def test_strip_unmarked_is_noop(wm, photos, demo_key):
+    res = wm.strip(photos[0], demo_key)
+    assert res.removed == (False,) and (res.images == photos[0]).all()
+
+
+def test_null_pvalues(wm, shared_data, demo_key):
+    """Unmarked training crops: the p-value is (conservatively) valid under the null."""
+    from wmark.image.train import load_images, sample_batch
+
+    imgs = load_images(shared_data / "train")[:120]
+    gen = torch.Generator().manual_seed(123)
+    x = sample_batch(imgs, 200, 96, gen)
+    dets = wm.detect(x, demo_key)
+    ps = np.array([d.p_value for d in dets])
+    assert (ps < 0.05).mean() <= 0.05
+    assert (ps < 1e-3).sum() == 0
+
+
+@pytest.mark.parametrize("content,msg", [(b"", "empty"), (b"hello, not an image", "not an image"),
+                                         (None, "cannot read")])
+def test_bad_files(tmp_path, content, msg):
+    from PIL import Image
+
+    from wmark.image import io as imio
+
+    p = tmp_path / "bad.png"
+    if content is None:  # truncated PNG
+        src = tmp_path / "ok.png"
+        Image.fromarray(np.zeros((100, 100, 3), np.uint8) + 7).save(src)
+        p.write_bytes(src.read_bytes()[:60])
+    else:
+        p.write_bytes(content)
+    with pytest.raises(ValueError, match=msg):
+        imio.load(p)
+
+
+def test_too_small(wm, demo_key):
+    with pytest.raises(ValueError, match="at least 64"):
+        wm.embed(np.zeros((10, 10, 3), np.uint8), demo_key)
+
+
+def test_functional_core_shapes():
+    from wmark.image.model import Config, ImageWatermarker
+
+    m = ImageWatermarker(Config())
+    x = torch.rand(2, 3, 96, 80)
+    bits = torch.randint(0, 2, (2, 128)).float()
+    marked, logits = m(x, bits)
+    assert marked.shape == x.shape and logits.shape == (2, 128)
+    r = (marked - x)[:, 0]
+    assert float(r.pow(2).mean().sqrt()) == pytest.approx(m.config.rms, rel=0.1)
