@@ -137,52 +137,11 @@ def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, th
     return kgw_bias(scores, c, t, threshold, delta, u, a)
 
 
-def gumbel_upper_table(device: torch.device | str | None = None) -> torch.Tensor:
-    """``[256]`` float32 upper bounds of :func:`gumbel_noise` over each bucket of the hash's top 8 bits
-    (the noise is increasing in the hash; bounds carry a 1e-4 margin over float32 rounding)."""
-    top = (torch.arange(1, 257, dtype=torch.float64) * 2 ** 15 - 1 + 0.5) / 2 ** 23  # largest r per bucket
-    return (-torch.log(-torch.log(top)) + 1e-4).to(torch.float32).to(device)
-
-
-def gumbel_candidates(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, upper: torch.Tensor,
-                      floor: torch.Tensor) -> torch.Tensor:
-    """``[B, V]`` bool: tokens whose score plus the bucket's noise bound reaches ``floor [B]`` — a
-    superset of every token that can win :func:`gumbel_argmax` (no logarithm per element)."""
-    bucket = ((mix32(c[:, None] ^ t[None, :]) >> 24) & 0xFF).long()
-    return scores.float() + upper[bucket] >= floor[:, None]
-
-
-def gumbel_argmax_pruned(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
-                         candidates=gumbel_candidates) -> torch.Tensor:
-    """Exactly :func:`gumbel_argmax`, computing the noise only where it can matter: the best
-    token's ``score + noise`` is >= that of the top-scoring token, so only tokens whose bound
-    reaches it are evaluated (ties: the first index, like ``torch.argmax``)."""
-    s = scores.float()
-    top_val, top_idx = s.max(-1)
-    floor = top_val + gumbel_noise(c, t[top_idx])
-    if not bool(torch.isfinite(floor).all()):
-        return gumbel_argmax(scores, c, t)
-    rows, cols = candidates(scores, c, t, gumbel_upper_table(scores.device), floor).nonzero(as_tuple=True)
-    val = s[rows, cols] + gumbel_noise(c[rows], t[cols])
-    B = s.shape[0]
-    best = torch.full((B,), float("-inf"), device=s.device).scatter_reduce(0, rows, val, "amax")
-    win = val == best[rows]
-    return torch.full((B,), s.shape[1], dtype=torch.long, device=s.device).scatter_reduce(
-        0, rows[win], cols[win], "amin")
-
-
 def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
                            backend: str = "auto") -> torch.Tensor:
-    """:func:`gumbel_argmax`; for big batches the pruned form with a fused candidate pass."""
+    """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches.
+    (A log-free pruning pass was tried and measured slower on CPU: its bound table defeats
+    vectorisation; see the README's processor benchmark.)"""
     if resolve_backend(backend, scores) == "eager":
         return gumbel_argmax(scores, c, t)
-    global _COMPILE_BROKEN
-    cand = _compiled("gumbel_candidates", gumbel_candidates)
-    if cand is None:
-        return gumbel_argmax_pruned(scores, c, t)
-    try:
-        return gumbel_argmax_pruned(scores, c, t, cand)
-    except Exception as exc:  # compile unavailable: the eager form of the same computation
-        _COMPILE_BROKEN = True
-        warnings.warn(f"torch.compile unavailable ({type(exc).__name__}); using eager torch", stacklevel=2)
-        return gumbel_argmax_pruned(scores, c, t)
+    return _run_compiled("gumbel", gumbel_argmax, scores, c, t)
