@@ -142,6 +142,14 @@ def loop_section(quick: bool) -> None:
     print("\npaired effect of each policy vs `none` at the last generation (mean +- se over seeds):")
     for e in effects:
         print(f"  {e.metric:<28} {e.arm:<6} {e.mean:+.4g} +- {e.se:.2g}")
+    by = {(e.metric, e.arm): e for e in effects}
+    print("\nanswer (last generation, vs never-marked `none`):")
+    for arm, what in (("keep", "kept the mark"), ("strip", "stripped before retraining"),
+                      ("drop", "dropped detected samples")):
+        parts = [f"{m} {by[(m, arm)].mean:+.3g} (se {by[(m, arm)].se:.2g})"
+                 for m in ("green_frac", "green_z", "inherited", "radio_log10p", "distinct_1") if (m, arm) in by]
+        if parts:
+            print(f"  {what:<28}: " + ", ".join(parts))
     print(f"\nreport with plots: {path}")
 
 
