@@ -7,8 +7,7 @@ how much a self-consuming training loop amplifies marks and artifacts.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from wmark._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -24,18 +23,4 @@ _LAZY = {
     "loop": "wmark.loop",
 }
 
-__all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'wmark' has no attribute {name!r}")
-    module = importlib.import_module(mod)
-    value = module if mod == f"wmark.{name}" else getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY, ("__version__",))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wmark._lazy import lazy_attributes
+
 _LAZY = {
     "AttackSpec": "wmark.attacks.spec",
     "check_strength": "wmark.attacks.spec",
@@ -26,7 +28,7 @@ _LAZY = {
     "load_autoencoder": "wmark.attacks.regen",
 }
 
-__all__ = sorted([*_LAZY, "get_attack", "registry"])
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY, ("get_attack", "registry"))
 
 _REGISTRIES = {"image": ("wmark.attacks.image", "IMAGE_ATTACKS"), "text": ("wmark.attacks.text", "TEXT_ATTACKS")}
 
@@ -45,16 +47,3 @@ def get_attack(name: str, kind: str = "image") -> Any:
     if name not in reg:
         raise ValueError(f"unknown {kind} attack {name!r}; known: {', '.join(reg)}")
     return reg[name]
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'wmark.attacks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__

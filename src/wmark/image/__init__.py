@@ -11,20 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wmark._lazy import lazy_attributes
+
 _LAZY = {
     "ImageWatermarker": "wmark.image.model", "Detection": "wmark.image.model", "Embedded": "wmark.image.model",
     "Stripped": "wmark.image.model", "Config": "wmark.image.model", "load": "wmark.image.model",
     "embed": "wmark.image.model", "detect": "wmark.image.model", "strip": "wmark.image.model",
 }
-__all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'wmark.image' has no attribute {name!r}")
-    return getattr(importlib.import_module(mod), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY)

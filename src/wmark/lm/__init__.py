@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wmark._lazy import lazy_attributes
+
 # public name -> defining module (PEP 562 lazy attributes)
 _LAZY = {
     "Tokenizer": "wmark.lm.tokenizer",
@@ -39,17 +41,4 @@ _LAZY = {
     "strip_gutenberg": "wmark.lm.data",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'wmark.lm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY)

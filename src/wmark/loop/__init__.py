@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wmark._lazy import lazy_attributes
+
 _LAZY = {
     "LoopConfig": "wmark.loop.config",
     "ArmConfig": "wmark.loop.config",
@@ -31,17 +33,4 @@ _LAZY = {
     "register_family": "wmark.loop.models",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'wmark.loop' has no attribute {name!r}")
-    value = getattr(importlib.import_module(mod), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from wmark._lazy import lazy_attributes
+
 _LAZY = {
     "TextWatermark": "wmark.text.schemes",
     "KGW": "wmark.text.schemes",
@@ -20,12 +22,4 @@ _LAZY = {
     "WindowResult": "wmark.text.detect",
     "TokenScores": "wmark.text.detect",
 }
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'wmark.text' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY)
