@@ -11,7 +11,7 @@ from typing import Any, Callable
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def time_call(fn: Callable[[], Any], *, min_time: float = 0.3, min_reps: int = 3, max_reps: int = 200,
+def time_call(fn: Callable[[], Any], *, min_time: float = 1.0, min_reps: int = 5, max_reps: int = 500,
               warmup: int = 1) -> dict[str, float]:
     """Median / mean wall time (ms) of ``fn()`` over repetitions lasting at least ``min_time`` s."""
     for _ in range(warmup):

@@ -45,16 +45,13 @@ def kgw_bias(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: 
     return (scores.to(acc) + green.to(acc) * delta).to(scores.dtype)
 
 
-def gumbel_noise(c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Keyed Gumbel noise ``-log(-log r)``, ``r = U(mix32(c ^ t))`` (broadcasting), float32."""
-    r = uniform23(mix32(c ^ t), torch.float32)
-    return -torch.log(-torch.log(r))
-
-
 def gumbel_argmax(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Index ``[B]`` of ``argmax_v r_v^(1/p_v)`` with ``p = softmax(scores)``: equal to
-    ``argmax_v scores_v - log(-log r_v)`` (the Gumbel-max form of Aaronson's rule)."""
-    return torch.argmax(scores.float() + gumbel_noise(c[:, None], t[None, :]), dim=-1)
+    """Index ``[B]`` of ``argmax_v r_v^(1/p_v)`` with ``p = softmax(scores)`` (Aaronson's rule),
+    computed as ``argmax_v exp(scores_v - max scores) / -log(r_v)``: one exp and one log per
+    entry (the Gumbel-max form ``scores - log(-log r)`` needs two logs and is slower on CPU)."""
+    s = scores.float()
+    r = uniform23(mix32(c[:, None] ^ t[None, :]), torch.float32)
+    return torch.argmax(torch.exp(s - s.amax(-1, keepdim=True)) / -torch.log(r), dim=-1)
 
 
 def one_hot_logits(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -141,7 +138,7 @@ def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tenso
                            backend: str = "auto") -> torch.Tensor:
     """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches.
     (A log-free pruning pass was tried and measured slower on CPU: its bound table defeats
-    vectorisation; see the README's processor benchmark.)"""
+    vectorisation.)"""
     if resolve_backend(backend, scores) == "eager":
         return gumbel_argmax(scores, c, t)
     return _run_compiled("gumbel", gumbel_argmax, scores, c, t)
