@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import time
 from typing import Callable
 
@@ -79,7 +80,7 @@ def _psnr(a, b) -> float:
     import torch
 
     mse = float(torch.mean((a.double() - b.double()) ** 2))
-    return float("inf") if mse == 0 else 10 * __import__("math").log10(1.0 / mse)
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def image_section(quick: bool) -> None:
