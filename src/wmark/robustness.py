@@ -595,9 +595,10 @@ def _break_text(row: dict[str, float | None], attack: str, top: float) -> str:
     return f"holds to {top:g}" if s is None else f"breaks at {s:g}"
 
 
-def plot_curves(cells: Sequence[Cell], attacks: Sequence[str], metric: Callable[[Cell], float], ylabel: str,
-                path: Path, line_key: Callable[[Cell], str] = lambda c: c.method, xlabel: str = "strength") -> None:
-    """One subplot per attack, one line per ``line_key``: ``metric`` against strength, saved to ``path``."""
+def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[Any], float], ylabel: str,
+                path: Path, line_key: Callable[[Any], str] = lambda c: c.method,
+                x_of: Callable[[Any], float] = lambda c: c.strength, xlabel: str = "strength") -> None:
+    """One subplot per ``cell.attack``, one line per ``line_key``: ``metric`` against ``x_of``, saved to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -606,14 +607,16 @@ def plot_curves(cells: Sequence[Cell], attacks: Sequence[str], metric: Callable[
     cols = min(4, max(1, len(attacks)))
     rows = math.ceil(len(attacks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
+    colour = {k: f"C{i % 10}" for i, k in enumerate(dict.fromkeys(line_key(c) for c in cells))}
     for ax, a in zip(axes.flat, attacks):
-        lines: dict[str, list[Cell]] = {}
+        lines: dict[str, list[Any]] = {}
         for c in cells:
             if c.attack == a:
                 lines.setdefault(line_key(c), []).append(c)
         for label, cs in lines.items():
-            cs = sorted(cs, key=lambda c: c.strength)
-            ax.plot([c.strength for c in cs], [metric(c) for c in cs], marker="o", ms=3, label=label)
+            cs = sorted(cs, key=x_of)
+            ax.plot([x_of(c) for c in cs], [metric(c) for c in cs], marker="o", ms=3, label=label,
+                    color=colour[label])
         ax.set_title(a, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -622,7 +625,11 @@ def plot_curves(cells: Sequence[Cell], attacks: Sequence[str], metric: Callable[
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel, fontsize=8)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    labels, handles = list(legend), list(legend.values())
     fig.legend(handles, labels, loc="upper center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=110)
