@@ -1,0 +1,151 @@
+"""``wmark bench robustness | text-robustness``: schema, sanity of the numbers, statistics, bad input."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wmark.cli import main
+from wmark.robustness import (ALPHAS, RobustnessConfig, alpha_key, binomial_pvalue, run_robustness,
+                              synthetic_images, tpr_from_matches)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CELL_KEYS = {"method", "attack", "strength", "param", "n", "bit_acc", "tpr", "psnr", "ssim"}
+
+
+def _write_images(folder: Path, n: int = 3, size: int = 256) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, a in enumerate(synthetic_images(n, size, seed=1)):
+        Image.fromarray(a).save(folder / f"img{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[Path, dict]:
+    """One --quick sweep on 2 synthetic 256x256 PNGs (--n 1: the first only; wmark + dwtDct if installed)."""
+    root = tmp_path_factory.mktemp("rob")
+    images = _write_images(root / "images", n=2)
+    out = root / "out"
+    rc = main(["bench", "robustness", str(images), "--quick", "--out", str(out), "--no-progress",
+               "--attacks", "jpeg,noise,pgd", "--strengths", "0,1", "--methods", "wmark,dwtDct", "--n", "1"])
+    assert rc == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_schema(quick_run) -> None:
+    out, res = quick_run
+    assert res["benchmark"] == "robustness" and res["schema"] == 1
+    assert {"config", "methods", "skipped", "cells", "breaks", "elapsed_s", "notes"} <= set(res)
+    assert res["config"]["attacks"] == ["jpeg", "noise", "pgd"]
+    assert res["config"]["strengths"] == [0.0, 1.0]
+    assert "wmark" in res["methods"] and res["methods"]["wmark"]["n_images"] == 1
+    assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "dwtDct"}
+    for c in res["cells"]:
+        assert CELL_KEYS <= set(c)
+        assert 0.0 <= c["bit_acc"] <= 1.0 and c["n"] >= 1
+        assert set(c["tpr"]) == {alpha_key(a) for a in ALPHAS}
+        assert all(0.0 <= v <= 1.0 for v in c["tpr"].values())
+        assert c["tpr"][alpha_key(1e-6)] <= c["tpr"][alpha_key(1e-3)]
+    # pgd is white-box against wmark only; every method has every other (attack, strength)
+    assert {c["method"] for c in res["cells"] if c["attack"] == "pgd"} == {"wmark"}
+    for m in res["methods"]:
+        got = {(c["attack"], c["strength"]) for c in res["cells"] if c["method"] == m}
+        want = {("none", 0.0)} | {(a, s) for a in ("jpeg", "noise") for s in (0.0, 1.0)}
+        assert want <= got
+    assert set(res["breaks"]["wmark"]) == {"jpeg", "noise", "pgd"}
+
+
+def test_clean_is_most_accurate(quick_run) -> None:
+    _, res = quick_run
+    for m in res["methods"]:
+        cells = [c for c in res["cells"] if c["method"] == m]
+        clean = next(c for c in cells if c["attack"] == "none")
+        assert clean["psnr"] == 100.0 and clean["ssim"] == 1.0
+        # identity-at-zero attacks at strength 0 are the clean image
+        for c in cells:
+            if c["strength"] == 0.0 and c["attack"] in ("noise", "pgd"):
+                assert c["bit_acc"] == clean["bit_acc"]
+        assert clean["bit_acc"] >= max(c["bit_acc"] for c in cells) - 0.02
+        strong = [c["bit_acc"] for c in cells if c["strength"] == 1.0]
+        assert clean["bit_acc"] > np.mean(strong) + 0.1
+
+
+def test_quick_outputs(quick_run) -> None:
+    out, res = quick_run
+    md = (out / "report.md").read_text()
+    assert "## Where wmark breaks" in md and "## Clean (no attack)" in md
+    for a in res["config"]["attacks"]:
+        assert f"### {a}" in md
+    for name in ("bit_accuracy.png", "tpr_1e-6.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_binomial_pvalue_closed_form() -> None:
+    assert binomial_pvalue(32) == 2.0 ** -32
+    assert binomial_pvalue(30) == pytest.approx((1 + 32 + 496) / 2 ** 32, rel=1e-12)
+    assert binomial_pvalue(0) == 1.0 and binomial_pvalue(16) == pytest.approx(0.5 + math.comb(32, 16) / 2 ** 33)
+    from scipy.stats import binom
+
+    for k in range(33):
+        assert binomial_pvalue(k) == pytest.approx(binom.sf(k - 1, 32, 0.5), rel=1e-9, abs=1e-300)
+    # 30 of 32: p = 1.2e-7 < 1e-6; 29: p = 1.3e-6 > 1e-6; 26: p = 2.7e-4 < 1e-3; 25: p = 1.05e-3
+    assert tpr_from_matches([32, 30, 29, 20], 1e-6) == 0.5
+    assert tpr_from_matches([26, 25, 32, 0], 1e-3) == 0.5
+
+
+def test_empty_folder_is_one_line_error(tmp_path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    rc = main(["bench", "robustness", str(tmp_path / "empty"), "--quick", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "no images found" in err and "empty" in err
+    with pytest.raises(ValueError, match="not a folder"):
+        run_robustness(RobustnessConfig(out=str(tmp_path / "o"), images=str(tmp_path / "missing"), quick=True))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--attacks", "jpeg,nope"], "unknown image attack 'nope'"),
+    (["--methods", "wmark,magic"], "unknown method 'magic'"),
+    (["--strengths", "0,1.5"], "strength must be in [0, 1]"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message) -> None:
+    images = _write_images(tmp_path / "images", n=1)
+    rc = main(["bench", "robustness", str(images), "--quick", "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_text_bad_scheme_is_an_error(tmp_path, capsys) -> None:
+    rc = main(["bench", "text-robustness", "--out", str(tmp_path / "o"), "--schemes", "kgw-lefthash,nope"])
+    assert rc == 2 and "unknown text scheme 'nope'" in capsys.readouterr().err
+
+
+def test_kodak_default_folder(shared_data, tmp_path) -> None:
+    if not (shared_data / "kodak").is_dir():
+        pytest.skip(f"Kodak not found at {shared_data / 'kodak'}")
+    res = run_robustness(RobustnessConfig(out=str(tmp_path), quick=True, n=1, attacks=("jpeg",), strengths=(0.5,),
+                                          methods=("wmark",), progress=False))
+    assert res.config["images"].endswith("kodak") and res.config["image_names"] == ["kodim01.png"]
+    assert {(c.attack, c.strength) for c in res.cells} == {("none", 0.0), ("jpeg", 0.5)}
+
+
+def test_text_robustness_tiny(tmp_path) -> None:
+    out = tmp_path / "text"
+    rc = main(["bench", "text-robustness", "--out", str(out), "--no-progress", "--schemes", "kgw-lefthash",
+               "--n", "2", "--lengths", "16", "--rates", "0,0.5", "--attacks", "delete,lm-substitute"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "text-robustness" and res["config"]["attacks"] == ["delete", "lm_substitute"]
+    cells = {(c["attack"], c["rate"]): c for c in res["cells"]}
+    assert set(cells) == {(a, r) for a in ("delete", "lm_substitute") for r in (0.0, 0.5)}
+    assert all(0.0 <= v <= 1.0 for c in cells.values() for v in c["tpr"].values())
+    assert cells["delete", 0.0]["mean_tokens"] == cells["lm_substitute", 0.5]["mean_tokens"] == 16
+    assert cells["delete", 0.5]["mean_tokens"] < 16
+    assert 0.0 <= res["fpr"]["kgw-lefthash"]["16"] <= 1.0
+    assert "## delete, T = 16" in (out / "report.md").read_text()
+    assert (out / "text_robustness.png").read_bytes()[:8] == PNG
