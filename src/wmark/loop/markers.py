@@ -37,6 +37,7 @@ class Marker(Protocol):
 MARKERS: dict[str, str] = {
     "toy-dither": "wmark.loop.markers:ToyDither",
     "text-kgw": "wmark.loop.text_marker:TextKGW",
+    "image-wm": "wmark.loop.image_marker:ImageWM",
 }
 
 

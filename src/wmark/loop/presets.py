@@ -1,7 +1,8 @@
 """Named loop configurations (``wmark loop --list``). Each entry builds its config on demand.
 
 ``theory-*`` presets reproduce the closed-form checks of issue 5 (see :mod:`wmark.loop.theory`);
-``demo-*`` presets are small and fast and show the watermark policies with the *toy* marker.
+``demo-*`` presets are small and fast and show the watermark policies (the *toy* marker for the
+Gaussian ones, the product's marks for `demo-text` and `demo-image`).
 """
 from __future__ import annotations
 
@@ -98,3 +99,18 @@ register_preset(
     "fully synthetic, none/keep/strip/drop with KGW (delta 3)",
     **_TEXT, data={"length": 64, "n_val": 32}, model={"steps": 20, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
     n_real=96, generations=10, seeds=3, arms=list(ALL_POLICIES), eval={"n_eval": 64, "n_mark": 96})
+_IMAGE = dict(family="image", data={"size": 64}, marker="image-wm", marker_params={"alpha": 1e-3})
+register_preset(
+    "demo-image", "conv VAE on 128 MNIST digits at 64 x 64, fully synthetic, 5 generations: the product's "
+    "image mark kept / stripped vs none; inherited mark (detection, bit accuracy), FD, spectrum",
+    **_IMAGE, model={"ch": 16, "batch_size": 32, "steps_init": 300, "steps": 50}, n_real=128, generations=5,
+    seeds=1, arms=["none", "keep", "strip"], eval={"n_eval": 256, "n_mark": 128})
+_IMAGE_MAD = dict(**_IMAGE, model={"ch": 16, "batch_size": 64, "steps_init": 1000, "steps": 200}, generations=15,
+                  seeds=2, arms=list(ALL_POLICIES), eval={"n_eval": 500, "n_mark": 250})
+register_preset(
+    "image-mad", "longer image loop (README; about an hour on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
+    "synthetic, 15 generations, 2 seeds, none/keep/strip/drop with the product's image mark",
+    **_IMAGE_MAD, n_real=500)
+register_preset(
+    "image-mad-fresh", "image-mad with fresh data: 250 new real + 250 synthetic digits per generation",
+    **_IMAGE_MAD, loop="fresh_data", n_real=250, n_syn=250, n_init=500)

@@ -17,6 +17,7 @@ FAMILIES: dict[str, str] = {
     "categorical": "wmark.loop.models.categorical:FAMILY",
     "gmm": "wmark.loop.models.gmm:FAMILY",
     "text": "wmark.loop.models.text:FAMILY",
+    "image": "wmark.loop.models.image:FAMILY",
 }
 
 _LOADED: dict[str, "Family"] = {}
