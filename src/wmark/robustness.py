@@ -380,8 +380,8 @@ def _seed(*parts: Any) -> int:
 
 
 def _evaluate(method: Method, idx: int, image: np.ndarray, attacks: Sequence[str], strengths: Sequence[float],
-              seed: int, tick: Callable[[int], None]) -> tuple[list[Sample], float, float]:
-    """All attacks x strengths on one image for one method -> samples, embed PSNR, embed SSIM.
+              seed: int, tick: Callable[[int], None]) -> tuple[list[Sample], float, float, int]:
+    """All attacks x strengths on one image for one method -> samples, embed PSNR, embed SSIM, bits carried.
 
     Attacks at strengths with the same natural parameter (and identity attacks at 0) are run once; the
     attack's randomness is seeded by (seed, image, attack) only, so methods see the same edits."""
@@ -409,7 +409,7 @@ def _evaluate(method: Method, idx: int, image: np.ndarray, attacks: Sequence[str
                 done[key] = (method.read(y, marked), psnr(y, marked.image), ssim(y, marked.image))
             r, p, q = done[key]
             samples.append(Sample(method.name, idx, name, float(s), r.bit_acc, r.p_value, p, q))
-    return samples, psnr(marked.image, image), ssim(marked.image, image)
+    return samples, psnr(marked.image, image), ssim(marked.image, image), len(marked.bits)
 
 
 def _mean(v: Sequence[float]) -> float | None:
@@ -463,8 +463,8 @@ def _resolve(cfg: RobustnessConfig) -> tuple[list[np.ndarray], list[str], str, t
         raise ValueError("no strengths given")
     methods = check_methods(cfg.methods if cfg.methods is not None else QUICK_METHODS if cfg.quick else DEFAULT_METHODS)
     n = cfg.n if cfg.n is not None else 3 if cfg.quick else 24
-    if n < 1:
-        raise ValueError(f"--n must be >= 1, got {n}")
+    if n < 1 or cfg.rivagan_n < 1:
+        raise ValueError(f"--n and --rivagan-n must be >= 1, got {n} and {cfg.rivagan_n}")
     size = QUICK_SIZE if cfg.quick else None
     folder = Path(cfg.images) if cfg.images else shared_data() / "kodak"
     if cfg.images is None and cfg.quick and not folder.is_dir():
@@ -509,12 +509,12 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
               mininterval=2.0, dynamic_ncols=True) as bar:
         for m, method in runnable.items():
             bar.set_postfix_str(m)
-            ps, qs = [], []
+            ps, qs, n_bits = [], [], 0
             for i in range(n_for[m]):
-                got, p, q = _evaluate(method, i, images[i], attacks, strengths, cfg.seed, bar.update)
+                got, p, q, n_bits = _evaluate(method, i, images[i], attacks, strengths, cfg.seed, bar.update)
                 samples += got
                 ps.append(p), qs.append(q)
-            info[m] = {"n_images": n_for[m], "n_bits": 128 if m == "wmark" else BASELINE_BITS,
+            info[m] = {"n_images": n_for[m], "n_bits": n_bits,
                        "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs)}
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
@@ -581,18 +581,22 @@ def report_markdown(res: RobustnessResult) -> str:
         lines += [f"### {a}", "", f"{spec.param}: {spec.mapping_doc}", "",
                   _md_table(["strength", spec.param, *methods, "PSNR dB", "SSIM"], rows), ""]
     lines += ["## Where wmark breaks", "",
-              "Smallest strength at which TPR at FPR 1e-6 falls below 0.5 (other methods for comparison).", "",
+              "Smallest strength at which TPR at FPR 1e-6 falls below 0.5 (other methods for comparison; "
+              "\"fails unattacked\": below 0.5 already without an attack).", "",
               _md_table(["attack", *methods],
-                        [[a, *[_break_text(res.breaks.get(m, {}), a, max(cfg["strengths"])) for m in methods]]
-                         for a in cfg["attacks"]]), ""]
+                        [[a, *[_break_text(res.breaks.get(m, {}), a, max(cfg["strengths"]), by.get((m, "none", 0.0)))
+                               for m in methods]] for a in cfg["attacks"]]), ""]
     return "\n".join(lines)
 
 
-def _break_text(row: dict[str, float | None], attack: str, top: float) -> str:
+def _break_text(row: dict[str, float | None], attack: str, top: float, clean: Cell | None,
+                alpha: float = 1e-6, level: float = 0.5) -> str:
     if attack not in row:
         return "-"
+    if clean is not None and clean.tpr[alpha_key(alpha)] < level:
+        return "fails unattacked"
     s = row[attack]
-    return f"holds to {top:g}" if s is None else f"breaks at {s:g}"
+    return f"holds to {float(top)}" if s is None else f"breaks at {float(s)}"
 
 
 def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[Any], float], ylabel: str,
