@@ -108,7 +108,7 @@ register_preset(
 _IMAGE_MAD = dict(**_IMAGE, model={"ch": 16, "batch_size": 64, "steps_init": 1000, "steps": 200}, generations=15,
                   seeds=2, arms=list(ALL_POLICIES), eval={"n_eval": 500, "n_mark": 250})
 register_preset(
-    "image-mad", "longer image loop (README; about an hour on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
+    "image-mad", "longer image loop (README; 1-2 hours on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
     "synthetic, 15 generations, 2 seeds, none/keep/strip/drop with the product's image mark",
     **_IMAGE_MAD, n_real=500)
 register_preset(
