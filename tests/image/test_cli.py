@@ -16,7 +16,7 @@ def setup(tmp_path, shared_data, demo_key):
     src = tmp_path / "in"
     src.mkdir()
     for p in sorted((shared_data / "train").glob("bsds_*.jpg"))[:2]:
-        Image.open(p).convert("RGB").crop((0, 0, 256, 200)).save(src / (p.stem + ".png"))
+        Image.open(p).convert("RGB").crop((0, 0, 384, 320)).save(src / (p.stem + ".png"))
     key = tmp_path / "k.key"
     key.write_text("passphrase:wmark public demo key - do not use in production\n")
     return tmp_path, src, key

@@ -77,6 +77,6 @@ def watermarker_target(wm, key, payload=None) -> tuple[Decoder, torch.Tensor]:
     wm.eval()
 
     def decoder(images: torch.Tensor) -> torch.Tensor:
-        return read_logits(wm.decoder, images.to(wm.device), wm.config.size, wm.null_bias)
+        return read_logits(wm.decoder, images.to(wm.device), wm.null_bias)
 
     return decoder, torch.from_numpy(np.asarray(bits, dtype=np.float32))

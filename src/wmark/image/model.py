@@ -80,59 +80,54 @@ class Stripped:
 
 
 # -- functional core ---------------------------------------------------------------------------
-def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, size: int, rms: float) -> torch.Tensor:
-    """Cover x [B, C, H, W] and message signs [B, n] -> luminance residual [B, 1, H, W]."""
-    y_small = resize(luma(x), (size, size))
-    r_small = encoder(y_small, signs)
-    return shape_residual(r_small, perceptual_mask(x), rms)
+def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, rms: float) -> torch.Tensor:
+    """Cover x [B, C, H, W] and message signs [B, n] (or [1, n]) -> luminance residual [B, 1, H, W]."""
+    tile = encoder(signs)
+    if tile.shape[0] != x.shape[0]:
+        tile = tile.expand(x.shape[0], -1, -1, -1)
+    return shape_residual(tile, perceptual_mask(x), rms)
 
 
-def read_logits(decoder: nn.Module, x: torch.Tensor, size: int, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Image [B, C, H, W] (any size) -> bit logits [B, n] (minus the null bias when given)."""
-    logits = decoder(resize(luma(x), (size, size)))
+MAX_DECODE_SIDE = 1536  # larger images are centre-cropped for decoding (crops cost nothing: see nets)
+
+
+def _decode_view(x: torch.Tensor) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    ch, cw = min(h, MAX_DECODE_SIDE), min(w, MAX_DECODE_SIDE)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    return x[..., y0:y0 + ch, x0:x0 + cw]
+
+
+def read_logits(decoder: nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Image [B, C, H, W] (any size >= 64 px) -> bit logits [B, n] at the best cyclic shift (minus the
+    null bias when given). Differentiable in x (the shift choice is not)."""
+    logits = decoder(_decode_view(x))
     return logits if bias is None else logits - bias
 
 
-ROTATIONS = (-10.0, -5.0, 5.0, 10.0)
-UNCROP_AREAS = (0.5, 0.7)
-UNCROP_POS = (0.0, 0.5, 1.0)
-
-
-def hypothesis_views(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Decoder inputs for the geometric hypotheses: x [B, C, H, W] -> [K, B, 1, S, S] luminance.
-
-    K = 1 (as given) + len(ROTATIONS) (de-rotated) + len(UNCROP_AREAS) * 9 (the image placed back
-    into a larger mean-filled canvas, as if it were a crop of that area, at 3 x 3 positions)."""
+def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
+    """Undo a rotation by ``angle`` degrees (counter-clockwise, about the centre) and a resize by
+    ``scale``: luminance y [B, 1, H, W] -> [B, 1, H / scale, W / scale] (black where unknown)."""
     import kornia
 
-    y = luma(x)
-    h, w = y.shape[-2:]
-    f = min(1.0, 4 * size / max(h, w))
-    if f < 1.0:
-        y = resize(y, (max(size, round(h * f)), max(size, round(w * f))))
-    h, w = y.shape[-2:]
-    views = [resize(luma(x), (size, size))]
-    for ang in ROTATIONS:
-        a = torch.full((y.shape[0],), ang, device=y.device, dtype=y.dtype)
-        views.append(resize(kornia.geometry.transform.rotate(y, a, padding_mode="zeros"), (size, size)))
-    fill = y.mean(dim=(1, 2, 3), keepdim=True)
-    for area in UNCROP_AREAS:
-        ch, cw = round(h / area ** 0.5), round(w / area ** 0.5)
-        for fy in UNCROP_POS:
-            for fx in UNCROP_POS:
-                canvas = fill.expand(-1, 1, ch, cw).clone()
-                y0, x0 = round(fy * (ch - h)), round(fx * (cw - w))
-                canvas[..., y0:y0 + h, x0:x0 + w] = y
-                views.append(resize(canvas, (size, size)))
-    return torch.stack(views)
+    if abs(angle) > 1e-3:
+        a = torch.full((y.shape[0],), -angle, device=y.device, dtype=y.dtype)
+        y = kornia.geometry.transform.rotate(y, a, padding_mode="zeros")
+    if abs(scale - 1.0) > 1e-3:
+        h, w = y.shape[-2:]
+        y = resize(y, (max(64, round(h / scale)), max(64, round(w / scale))))
+    return _decode_view(y)
 
 
-def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, size: int, rms: float,
+N_HYPOTHESES = 3  # as given, geometry estimated from the tile lattice, mirrored
+
+
+def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: float,
                  iters: int = 6) -> torch.Tensor:
     """Remove the residual of ``signs`` from marked y [B, C, H, W]: fixed point x = y - r(x)."""
     x = y
     for _ in range(iters):
-        x = (y - residual(encoder, x, signs, size, rms)).clamp(0, 1)
+        x = (y - residual(encoder, x, signs, rms)).clamp(0, 1)
     return x
 
 
@@ -143,14 +138,18 @@ class Config:
 
     n_bits: int = 128
     data_bytes: int = 6
-    size: int = 64
     rms: float = 0.0072
+    period: int = 64  # native pixels per tile repeat
+    factor: int = 2  # decoder working grid = native / factor
     enc_ch: int = 16
-    dec_ch: int = 16
-    dec_feat: int = 128
-    tile: int = 64
-    pool: str = "flatten"
-    image_cond: bool = False
+    dec_ch: int = 24
+    dec_depth: int = 4
+    dec_out: int = 4
+
+    @property
+    def tile(self) -> int:
+        """Tile size on the decoder's working grid."""
+        return self.period // self.factor
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -164,21 +163,27 @@ class ImageWatermarker(nn.Module):
         self.config = config or Config()
         c = self.config
         self.code = PayloadCode(c.data_bytes, c.n_bits // 8 - c.data_bytes)
-        self.encoder = Encoder(c.n_bits, c.size, c.enc_ch, tile=c.tile, image_cond=c.image_cond)
-        self.decoder = Decoder(c.n_bits, c.dec_ch, c.dec_feat, c.pool, c.size)
+        self.encoder = Encoder(c.n_bits, c.period, c.enc_ch)
+        self.decoder = Decoder(c.n_bits, c.tile, c.factor, c.dec_ch, c.dec_depth, c.dec_out)
         self.register_buffer("null_bias", torch.zeros(c.n_bits))
+        self._lattice: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- training ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, bits: torch.Tensor, attack=None,
                 rms_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: x [B, C, H, W], bits [B, n] -> (marked [B, C, H, W], logits [B, n]).
 
-        ``attack`` is an optional differentiable callable applied to the marked images;
+        ``attack`` is an optional differentiable callable ``images -> (attacked, (dy, dx))`` where
+        (dy, dx) is the native-pixel offset of the attacked image's origin in the marked one (a crop);
+        the decoder is then read at the known alignment. Without it the best shift is searched.
         ``rms_scale`` > 1 strengthens the mark (curriculum early in training)."""
         c = self.config
-        marked = apply_residual(x, residual(self.encoder, x, bits_to_signs(bits), c.size, c.rms * rms_scale))
-        attacked = marked if attack is None else attack(marked)
-        return marked, read_logits(self.decoder, attacked, c.size)
+        marked = apply_residual(x, residual(self.encoder, x, bits_to_signs(bits), c.rms * rms_scale))
+        if attack is None:
+            return marked, self.decoder(marked)
+        attacked, (dy, dx) = attack(marked)
+        shift = torch.tensor([[(dy // c.factor) % c.tile, (dx // c.factor) % c.tile]] * x.shape[0])
+        return marked, self.decoder(attacked, shift)
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -231,14 +236,13 @@ class ImageWatermarker(nn.Module):
         self.eval()
         x = x.to(self.device)
         signs, _, _ = self._signs(payload, key, x.shape[0])
-        c = self.config
-        return apply_residual(x, residual(self.encoder, x, signs, c.size, c.rms))
+        return apply_residual(x, residual(self.encoder, x, signs[:1], self.config.rms))
 
     @torch.no_grad()
     def logits_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Bit logits [B, n] of images x [B, C, H, W]."""
         self.eval()
-        return read_logits(self.decoder, x.to(self.device), self.config.size, self.null_bias)
+        return read_logits(self.decoder, x.to(self.device), self.null_bias)
 
     def _decide(self, lg: np.ndarray, key, payload=None, alpha: float = DEFAULT_ALPHA, mult: int = 1) -> Detection:
         """Logits [n] of one image -> Detection; the p-value is multiplied by ``mult`` (Bonferroni over
@@ -269,30 +273,49 @@ class ImageWatermarker(nn.Module):
         lg = logits.detach().cpu().double().numpy()
         return [self._decide(lg[i], key, payload, alpha, mult) for i in range(lg.shape[0])]
 
+    def lattice(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The strongest lattice frequencies of this encoder's tiles and their weights (cached)."""
+        if self._lattice is None:
+            from wmark.image.nets import lattice_points
+
+            g = torch.Generator().manual_seed(0)
+            signs = (torch.randint(0, 2, (64, self.config.n_bits), generator=g).float() * 2 - 1).to(self.device)
+            with torch.no_grad():
+                tiles = self.encoder(signs)[:, 0].float().cpu()
+            self._lattice = lattice_points(torch.fft.fft2(tiles).abs().pow(2).mean(0))
+        return self._lattice
+
+    def estimate_geometry(self, x: torch.Tensor) -> tuple[float, float, float]:
+        """(angle in degrees, scale, lattice score) of the mark's tile lattice in image x [1, C, H, W]."""
+        from wmark.image.nets import estimate_geometry
+
+        pts, wts = self.lattice()
+        return estimate_geometry(luma(x).cpu(), pts, wts, self.config.period)
+
     @torch.no_grad()
-    def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
-                       top: int = 4) -> list[Detection]:
-        """Detection over K geometric hypotheses (identity, de-rotations, un-crops); reports the best
-        p-value times K (valid for any stopping rule). The identity is tried first and kept if it
-        already detects."""
+    def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
+        """Detection over ``N_HYPOTHESES`` geometric hypotheses: the image as given; undoing the
+        rotation and scale estimated from the peaks of the tile lattice in its spectrum; mirrored.
+        Reports the best p-value times the number of hypotheses (valid for any stopping rule); the
+        image as given is tried first and kept if it already detects. Crops and translations need no
+        hypothesis: the decoder is invariant to them."""
         self.eval()
         x = x.to(self.device)
-        views = hypothesis_views(x, self.config.size)  # [K, B, 1, S, S]
-        k = views.shape[0]
-        first = self._detect_logits(self.decoder(views[0]) - self.null_bias, key, payload, alpha, k)
+        k = N_HYPOTHESES
+        y = _decode_view(luma(x))
+        first = self._detect_logits(self.decoder(y) - self.null_bias, key, payload, alpha, k)
         out = []
-        rest = None
         for i, d in enumerate(first):
             if d.detected:
                 out.append(d)
                 continue
-            if rest is None:
-                rest = (self.decoder(views[1:].flatten(0, 1)) - self.null_bias).view(k - 1, x.shape[0], -1)
-                rest = rest.cpu().double().numpy()
-            # RS-decode only the hypotheses the decoder is most confident about (a data-driven
-            # choice of a subset: the Bonferroni factor k over all of them keeps the p-value valid)
-            order = np.argsort(-np.abs(np.tanh(rest[:, i] / 2)).mean(1))[:top]
-            cands = [d] + [self._decide(rest[j, i], key, payload, alpha, k) for j in order]
+            yi = y[i:i + 1]
+            ang, scale, _ = self.estimate_geometry(yi)
+            views = [yi.flip(-1)]
+            if abs(ang) > 0.05 or abs(scale - 1) > 0.004:
+                views.append(geometry_view(yi, ang, scale))
+            cands = [d] + [self._detect_logits(self.decoder(v) - self.null_bias, key, payload, alpha, k)[0]
+                           for v in views]
             out.append(min(cands, key=lambda c: c.p_value))
         return out
 
@@ -308,7 +331,8 @@ class ImageWatermarker(nn.Module):
                alpha: float = DEFAULT_ALPHA, search: bool = True) -> Detection | list[Detection]:
         """Detect the mark of ``key``: one :class:`Detection` per image (a list unless one image given).
 
-        ``search`` also tries de-rotations and un-crops (23 hypotheses, Bonferroni-corrected) when the
+        ``search`` also tries the rotation / scale estimated from the mark's tile lattice and a mirror
+        image (3 hypotheses, Bonferroni-corrected) when the
         image as given does not detect; ``payload`` tests one known payload (exact binomial tail)."""
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
@@ -334,7 +358,7 @@ class ImageWatermarker(nn.Module):
                 removed.append(False)
                 continue
             signs, _, _ = self._signs(pl, key, 1)
-            out[i:i + 1] = strip_tensor(self.encoder, y[i:i + 1], signs, c.size, c.rms, iters)
+            out[i:i + 1] = strip_tensor(self.encoder, y[i:i + 1], signs[:1], c.rms, iters)
             removed.append(True)
         return out, removed, dets
 

@@ -25,7 +25,7 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--crop", type=int, default=128, help="training crop size in pixels")
+    p.add_argument("--crop", type=int, default=256, help="training crop size in pixels")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
     p.add_argument("--data", default=None, help="training images folder (default ../shared/data/train)")
@@ -49,7 +49,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "train"
 
 
-def load_images(folder: Path, max_side: int = 512):
+def load_images(folder: Path, max_side: int = 640):
     """All images of ``folder`` as uint8 tensors [3, H, W] (refuses a Kodak folder)."""
     import numpy as np
     import torch
@@ -108,13 +108,14 @@ def _u(gen, lo: float, hi: float) -> float:
 
 
 def make_attack(gen, strength: float = 1.0):
-    """A random differentiable attack (callable [B, 3, H, W] -> [B, 3, h, w]) and its name."""
+    """A random differentiable attack and its name. The attack maps marked [B, 3, H, W] to
+    ``(attacked [B, 3, h, w], (dy, dx))``: the native-pixel offset of a crop (0, 0 otherwise)."""
     import kornia
     import torch
     import torch.nn.functional as F
 
     names = ["none", "jpeg", "resize", "crop", "rotate", "blur", "noise", "color", "combo"]
-    probs = torch.tensor([0.06, 0.18, 0.1, 0.14, 0.12, 0.1, 0.1, 0.1, 0.1])
+    probs = torch.tensor([0.06, 0.2, 0.12, 0.08, 0.08, 0.12, 0.1, 0.1, 0.14])
     name = names[int(torch.multinomial(probs, 1, generator=gen))]
     s = strength
 
@@ -125,19 +126,20 @@ def make_attack(gen, strength: float = 1.0):
         qt = torch.full((x.shape[0],), q, device=x.device)
         return kornia.enhance.jpeg_codec_differentiable(x.clamp(0, 1), qt)
 
-    def rs(x, f):
+    def rs(x, f):  # down and back up to the same size
         h, w = x.shape[-2:]
-        return F.interpolate(x, size=(max(16, int(h * f)), max(16, int(w * f))), mode="bilinear",
-                             align_corners=False, antialias=True)
+        small = F.interpolate(x, size=(max(16, int(h * f)), max(16, int(w * f))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
 
     def crop(x, area):
         h, w = x.shape[-2:]
         a = math.exp(_u(gen, -0.3, 0.3))
-        ch = max(24, min(h, int(round(h * math.sqrt(area) * a))))
-        cw = max(24, min(w, int(round(w * math.sqrt(area) / a))))
+        ch = max(64, min(h, int(round(h * math.sqrt(area) * a))))
+        cw = max(64, min(w, int(round(w * math.sqrt(area) / a))))
         y0 = int(torch.randint(h - ch + 1, (1,), generator=gen))
         x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
-        return x[..., y0:y0 + ch, x0:x0 + cw]
+        return x[..., y0:y0 + ch, x0:x0 + cw], (y0, x0)
 
     def color(x):
         b = _u(gen, 1 - 0.35 * s, 1 + 0.45 * s)
@@ -150,34 +152,35 @@ def make_attack(gen, strength: float = 1.0):
 
     def attack(x):
         x = quant(x)
+        off = (0, 0)
         if name == "jpeg":
-            x = jpeg(x, _u(gen, 90 - 50 * s, 90))
+            x = jpeg(x, _u(gen, 90 - 60 * s, 90))
         elif name == "resize":
             x = rs(x, _u(gen, 1 - 0.6 * s, 1.0))
         elif name == "crop":
-            x = crop(x, _u(gen, 1 - 0.6 * s, 1.0))
+            x, off = crop(x, _u(gen, 1 - 0.75 * s, 1.0))
         elif name == "rotate":
-            ang = torch.full((x.shape[0],), _u(gen, -12 * s, 12 * s), device=x.device)
+            ang = torch.full((x.shape[0],), _u(gen, -1.5 * s, 1.5 * s), device=x.device)
             x = kornia.geometry.transform.rotate(x, ang, padding_mode="zeros")
         elif name == "blur":
-            sig = _u(gen, 0.3, 0.3 + 1.2 * s)
+            sig = _u(gen, 0.3, 0.3 + 1.4 * s)
             x = kornia.filters.gaussian_blur2d(x, (7, 7), (sig, sig))
         elif name == "noise":
-            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.04 * s)
+            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.05 * s)
         elif name == "color":
             x = color(x)
         elif name == "combo":
             x = jpeg(x, _u(gen, 90 - 40 * s, 90))
             x = rs(x, _u(gen, 1 - 0.4 * s, 1.0))
             x = x * _u(gen, 0.8, 1.3)
-            if float(torch.rand((), generator=gen)) < 0.5:
-                x = crop(x, _u(gen, 0.6, 1.0))
-        return x.clamp(0, 1)
+        if name != "crop" and float(torch.rand((), generator=gen)) < 0.5:
+            x, off = crop(x, _u(gen, 0.5, 1.0))  # translation: exercises the shift alignment
+        return x.clamp(0, 1), off
 
     return attack, name
 
 
-def null_bias(model, images, gen, n: int = 512, batch: int = 32, crop: int = 128):
+def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192):
     """Mean decoder logits [n_bits] on unmarked training crops (subtracted at detection)."""
     import torch
 
@@ -188,11 +191,11 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 32, crop: int = 128
     with torch.no_grad():
         for _ in range(max(1, n // batch)):
             x = sample_batch(images, batch, crop, gen).to(model.device)
-            acc.append(read_logits(model.decoder, x, model.config.size))
+            acc.append(read_logits(model.decoder, x))
     return torch.cat(acc).mean(0)
 
 
-def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, crop: int = 128, lr: float = 2e-3,
+def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, crop: int = 256, lr: float = 2e-3,
           minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
           threads: int | None = None, device: str | None = None, log=print) -> Path:
     """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``."""
