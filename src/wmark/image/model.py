@@ -119,6 +119,7 @@ def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
     return _decode_view(y)
 
 
+ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
 N_HYPOTHESES = 3  # as given, geometry estimated from the tile lattice, mirrored
 
 
@@ -289,8 +290,25 @@ class ImageWatermarker(nn.Module):
         """(angle in degrees, scale, lattice score) of the mark's tile lattice in image x [1, C, H, W]."""
         from wmark.image.nets import estimate_geometry
 
+        from wmark.image.nets import box_blur, working_luma
+
         pts, wts = self.lattice()
-        return estimate_geometry(luma(x).cpu(), pts, wts, self.config.period)
+        c = self.config
+        with torch.no_grad():  # the decoder's prefilter isolates the mark better than a plain high-pass
+            y = working_luma(x, c.factor)
+            e = self.decoder.prefilter((y - box_blur(y, 5)) * 20.0)
+        return estimate_geometry(e.float().cpu(), pts, wts, c.tile, max_side=384, highpass=False)
+
+    def _max_energy(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Logits [1, n] of the view whose best cyclic shift has the largest logit energy (a choice
+        that ignores the signs, so the bits stay uniform under the null)."""
+        best, best_e = None, -1.0
+        for v in views:
+            lg = self.decoder(v)
+            e = float((lg - self.null_bias).pow(2).sum())
+            if e > best_e:
+                best, best_e = lg, e
+        return best
 
     @torch.no_grad()
     def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
@@ -311,11 +329,11 @@ class ImageWatermarker(nn.Module):
                 continue
             yi = y[i:i + 1]
             ang, scale, _ = self.estimate_geometry(yi)
-            views = [yi.flip(-1)]
+            logits = [self.decoder(yi.flip(-1))]
             if abs(ang) > 0.05 or abs(scale - 1) > 0.004:
-                views.append(geometry_view(yi, ang, scale))
-            cands = [d] + [self._detect_logits(self.decoder(v) - self.null_bias, key, payload, alpha, k)[0]
-                           for v in views]
+                # refine the angle by the decoder's own (sign-blind) logit energy: one hypothesis
+                logits.append(self._max_energy([geometry_view(yi, ang + da, scale) for da in ANGLE_REFINE]))
+            cands = [d] + [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
             out.append(min(cands, key=lambda c: c.p_value))
         return out
 

@@ -258,10 +258,11 @@ def _lattice_score(white: torch.Tensor, points: torch.Tensor, weights: torch.Ten
 
 def estimate_geometry(y: torch.Tensor, points: torch.Tensor, weights: torch.Tensor, period: int,
                       max_angle: float = 45.0, scale_range: tuple[float, float] = (0.45, 1.6),
-                      max_side: int = 512) -> tuple[float, float, float]:
+                      max_side: int = 512, highpass: bool = True) -> tuple[float, float, float]:
     """Rotation and scale of a periodic mark from the peaks of the image spectrum.
 
-    y [1, 1, H, W] luminance; ``points`` / ``weights`` from :func:`lattice_points`. A mark rotated
+    y [1, C, H, W] luminance (high-passed here unless ``highpass`` is False) or feature maps (their
+    power spectra are summed); ``points`` / ``weights`` from :func:`lattice_points`. A mark rotated
     (kornia convention: degrees counter-clockwise) by theta and resized by s puts its energy at the
     frequencies R(theta) a / (period * s). Coarse grid (1 degree, 3% in scale) then a fine one
     (0.1 degree, 0.5%) around the best. Returns (theta, s, score): ``score`` is the weighted mean of
@@ -269,10 +270,10 @@ def estimate_geometry(y: torch.Tensor, points: torch.Tensor, weights: torch.Tens
     h, w = y.shape[-2:]
     ch, cw = min(h, max_side), min(w, max_side)
     y = y[..., (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw].float()
-    hp = y - box_blur(y, 5)
+    hp = y - box_blur(y, 5) if highpass else y
     win = (torch.hann_window(ch, periodic=False, dtype=y.dtype)[:, None]
            * torch.hann_window(cw, periodic=False, dtype=y.dtype)[None])
-    spec = torch.fft.fftshift(torch.fft.fft2(hp[0, 0] * win).abs().pow(2))
+    spec = torch.fft.fftshift(torch.fft.fft2(hp[0] * win).abs().pow(2).sum(0))
     white = (spec / (box_blur(spec[None, None], 9)[0, 0] + 1e-12)).clamp(max=30.0)
     lo, hi = math.log(scale_range[0]), math.log(scale_range[1])
     angles = torch.arange(-max_angle, max_angle, 1.0)
