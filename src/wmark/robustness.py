@@ -509,13 +509,13 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
               mininterval=2.0, dynamic_ncols=True) as bar:
         for m, method in runnable.items():
             bar.set_postfix_str(m)
-            ps, qs, n_bits = [], [], 0
+            ps, qs, n_bits, t_m = [], [], 0, time.perf_counter()
             for i in range(n_for[m]):
                 got, p, q, n_bits = _evaluate(method, i, images[i], attacks, strengths, cfg.seed, bar.update)
                 samples += got
                 ps.append(p), qs.append(q)
             info[m] = {"n_images": n_for[m], "n_bits": n_bits,
-                       "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs)}
+                       "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs), "seconds": round(time.perf_counter() - t_m, 1)}
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
@@ -552,7 +552,7 @@ def report_markdown(res: RobustnessResult) -> str:
              f"{len(cfg['image_names'])} images from `{cfg['images']}` ({cfg['image_size']}), "
              f"{len(cfg['attacks'])} attacks x strengths {', '.join(f'{s:g}' for s in cfg['strengths'])}, "
              f"seed {cfg['seed']}{', quick' if cfg['quick'] else ''}; {res.elapsed_s / 60:.1f} min.", ""]
-    lines += [f"- {m}: {i['n_images']} images, {i['n_bits']} bits; p-value = {i['p_value']}"
+    lines += [f"- {m}: {i['n_images']} images, {i['n_bits']} bits, {i['seconds'] / 60:.1f} min; p-value = {i['p_value']}"
               for m, i in res.methods.items()]
     lines += [f"- {m} skipped: {why}" for m, why in res.skipped.items()]
     if "rivaGan" in res.methods:
@@ -635,7 +635,7 @@ def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[
             legend.setdefault(lab, h)
     labels, handles = list(legend), list(legend.values())
     fig.legend(handles, labels, loc="upper center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # 0.4 in for the legend
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
