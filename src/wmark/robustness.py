@@ -96,7 +96,8 @@ def _square(img: Any, size: int) -> Any:
     return img.crop(box).resize((size, size), Image.BICUBIC)
 
 
-def load_images(folder: str | Path, n: int | None = None, size: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+def load_images(folder: str | Path, n: int | None = None,
+                size: int | None = None) -> tuple[list[np.ndarray], list[str]]:
     """RGB uint8 arrays [H, W, 3] of the first ``n`` images (sorted by name) in ``folder``, and their names.
 
     ``size``: centre-crop to a square and resize to ``size`` x ``size``."""
@@ -434,7 +435,8 @@ def aggregate(samples: Sequence[Sample]) -> tuple[Cell, ...]:
     return tuple(cells)
 
 
-def breaking_points(cells: Sequence[Cell], alpha: float = 1e-6, level: float = 0.5) -> dict[str, dict[str, float | None]]:
+def breaking_points(cells: Sequence[Cell], alpha: float = 1e-6,
+                    level: float = 0.5) -> dict[str, dict[str, float | None]]:
     """method -> attack -> smallest strength where TPR at ``alpha`` falls below ``level`` (None: holds)."""
     out: dict[str, dict[str, float | None]] = {}
     for c in sorted(cells, key=lambda c: c.strength):
@@ -515,7 +517,8 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
                 samples += got
                 ps.append(p), qs.append(q)
             info[m] = {"n_images": n_for[m], "n_bits": n_bits,
-                       "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs), "seconds": round(time.perf_counter() - t_m, 1)}
+                       "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs),
+                       "seconds": round(time.perf_counter() - t_m, 1)}
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
@@ -552,7 +555,8 @@ def report_markdown(res: RobustnessResult) -> str:
              f"{len(cfg['image_names'])} images from `{cfg['images']}` ({cfg['image_size']}), "
              f"{len(cfg['attacks'])} attacks x strengths {', '.join(f'{s:g}' for s in cfg['strengths'])}, "
              f"seed {cfg['seed']}{', quick' if cfg['quick'] else ''}; {res.elapsed_s / 60:.1f} min.", ""]
-    lines += [f"- {m}: {i['n_images']} images, {i['n_bits']} bits, {i['seconds'] / 60:.1f} min; p-value = {i['p_value']}"
+    lines += [f"- {m}: {i['n_images']} images, {i['n_bits']} bits, {i['seconds'] / 60:.1f} min; "
+              f"p-value = {i['p_value']}"
               for m, i in res.methods.items()]
     lines += [f"- {m} skipped: {why}" for m, why in res.skipped.items()]
     if "rivaGan" in res.methods:

@@ -157,7 +157,8 @@ def _detect(scheme: Any, seqs: Sequence[Any]) -> np.ndarray:
     return np.where(np.isnan(p), 1.0, p)
 
 
-def _resolve(cfg: TextRobustnessConfig) -> tuple[tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[str, ...], int]:
+def _resolve(cfg: TextRobustnessConfig
+             ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[str, ...], int]:
     from wmark.attacks import registry
     from wmark.attacks.spec import check_strength
     from wmark.text.schemes import SCHEMES
