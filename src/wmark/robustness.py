@@ -207,8 +207,9 @@ class WmarkMethod:
         det = self.wm.detect(to_tensor(image), self.key)
         det = det[0] if isinstance(det, list) else det
         bits = np.asarray(det.bits).astype(np.uint8)
-        acc = float((bits == marked.bits).mean()) if bits.shape == marked.bits.shape else 0.5
-        return Reading(acc, float(det.p_value))
+        if bits.shape != marked.bits.shape:
+            raise ValueError(f"wmark read {bits.shape} bits but embedded {marked.bits.shape}")
+        return Reading(float((bits == marked.bits).mean()), float(det.p_value))
 
     def attack_extra(self, attack: str, marked: Marked) -> dict[str, Any] | None:
         """White-box PGD gets wmark's own decoder and the carried bits; other attacks need nothing."""
