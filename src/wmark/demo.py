@@ -176,14 +176,16 @@ def loop_section(quick: bool) -> None:
     result, path, effects = _loop_run("demo-image", quick, {"n_real": 64, "model": {
         "ch": 16, "batch_size": 32, "steps_init": 100, "steps": 20}, "eval": {"n_eval": 128, "n_mark": 64}})
     t = int(result.generations()[-1])
-    names = ("inherited", "bit_acc", "log10p", "hf_excess", "spec_dist", "fd", "recall")
-    print(f"\nimage loop at t = {t} (mean over seeds): inherited = share of the model's own, unmarked "
-          "samples the detector flags (alpha 1e-3); bit_acc vs the key's codeword (0.5 = chance); "
-          "hf_excess = log10 power in the mark's band (>= 0.3 cycles/px), model vs real digits")
-    print("  " + f"{'arm':<6}" + "".join(f"{m:>11}" for m in names))
+    names = ("inherited", "bit_acc", "log10p", "train_marked", "hf_excess", "spec_dist", "fd", "recall")
+    print(f"\nimage loop at t = {t} (mean over seeds):\n"
+          "  inherited = share of the model's own, unmarked samples the detector flags (alpha 1e-3);\n"
+          "  bit_acc = their decoded bits vs the key's codeword (0.5 = chance); train_marked = share of\n"
+          "  the training set flagged; hf_excess = log10 power in the mark's band (>= 0.3 cycles/px),\n"
+          "  model vs real digits")
+    print("  " + f"{'arm':<6}" + "".join(f"{m:>13}" for m in names))
     for arm in result.arms:
         vals = [float(np.nanmean(result.series(m, arm)[-1])) for m in names]
-        print("  " + f"{arm:<6}" + "".join(f"{v:>11.3g}" for v in vals))
+        print("  " + f"{arm:<6}" + "".join(f"{v:>13.3g}" for v in vals))
     _answer(effects, ("inherited", "bit_acc", "log10p", "hf_excess", "spec_dist", "fd"))
     print(f"\nreport with plots: {path}")
 
