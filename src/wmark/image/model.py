@@ -15,6 +15,7 @@ tail against that one codeword is used instead. Geometric search multiplies by i
 from __future__ import annotations
 
 import hashlib
+import math
 import io as _io
 import json
 from dataclasses import dataclass, field
@@ -332,7 +333,11 @@ class ImageWatermarker(nn.Module):
             logits = [self.decoder(yi.flip(-1))]
             if abs(ang) > 0.05 or abs(scale - 1) > 0.004:
                 # refine the angle by the decoder's own (sign-blind) logit energy: one hypothesis
-                logits.append(self._max_energy([geometry_view(yi, ang + da, scale) for da in ANGLE_REFINE]))
+                # the square lattice cannot tell theta from theta + 90 k: the decoder energy can
+                views = [geometry_view(yi, ang + da, scale) for da in ANGLE_REFINE]
+                if abs(ang) > 40:
+                    views += [geometry_view(yi, ang - 90 * math.copysign(1, ang), scale)]
+                logits.append(self._max_energy(views))
             cands = [d] + [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
             out.append(min(cands, key=lambda c: c.p_value))
         return out

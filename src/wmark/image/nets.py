@@ -276,7 +276,7 @@ def estimate_geometry(y: torch.Tensor, points: torch.Tensor, weights: torch.Tens
     spec = torch.fft.fftshift(torch.fft.fft2(hp[0] * win).abs().pow(2).sum(0))
     white = (spec / (box_blur(spec[None, None], 9)[0, 0] + 1e-12)).clamp(max=30.0)
     lo, hi = math.log(scale_range[0]), math.log(scale_range[1])
-    angles = torch.arange(-max_angle, max_angle, 1.0)
+    angles = torch.arange(-max_angle, max_angle + 0.5, 1.0)
     scales = torch.exp(torch.arange(lo, hi, 0.03))
     sc = _lattice_score(white, points, weights, period, angles, scales)
     si, ai = divmod(int(sc.argmax()), angles.numel())
