@@ -16,13 +16,7 @@ from wmark.loop.text_marker import TextKGW, debias_weights
 from wmark.loop import text_metrics as TM
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one torch thread is faster (and kinder to shared, loaded CPUs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -87,20 +87,22 @@ def _save(img, dst: Path) -> None:
     img.save(dst, format="PNG")
 
 
-def _key(path: str):
+def _session(args: argparse.Namespace, writes: bool):
+    """(key, input files, output folder or None, model) for one command; the output folder is
+    prepared (never overwriting an input) when the command ``writes``."""
+    from wmark.image.model import load
     from wmark.keys import Key
 
-    return Key.from_file(path)
+    key = Key.from_file(args.key_file)
+    files = expand_inputs(args.inputs)
+    od = _prepare_out(args.out, files) if writes else None
+    return key, files, od, load(args.model)
 
 
 def _embed(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
-    from wmark.image.model import load
 
-    key = _key(args.key_file)
-    files = expand_inputs(args.inputs)
-    od = _prepare_out(args.out, files)
-    model = load(args.model)
+    key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
     for f in _progress(files, "embed"):
         img = imio.load(f)
@@ -113,11 +115,8 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
-    from wmark.image.model import load
 
-    key = _key(args.key_file)
-    files = expand_inputs(args.inputs)
-    model = load(args.model)
+    key, files, _, model = _session(args, writes=False)
     for f in _progress(files, "detect"):
         d = model.detect(imio.load(f), key, payload=args.payload, alpha=args.alpha)
         if args.json:
@@ -131,12 +130,8 @@ def _detect(args: argparse.Namespace) -> int:
 
 def _strip(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
-    from wmark.image.model import load
 
-    key = _key(args.key_file)
-    files = expand_inputs(args.inputs)
-    od = _prepare_out(args.out, files)
-    model = load(args.model)
+    key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
     n_removed = 0
     for f in _progress(files, "strip"):

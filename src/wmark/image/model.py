@@ -287,18 +287,17 @@ class ImageWatermarker(nn.Module):
             self._lattice = lattice_points(torch.fft.fft2(tiles).abs().pow(2).mean(0))
         return self._lattice
 
-    def estimate_geometry(self, x: torch.Tensor) -> tuple[float, float, float]:
-        """(angle in degrees, scale, lattice score) of the mark's tile lattice in image x [1, C, H, W]."""
+    def estimate_geometry(self, x: torch.Tensor, features: torch.Tensor | None = None) -> tuple[float, float, float]:
+        """(angle in degrees, scale, lattice score) of the mark's tile lattice in image x [1, C, H, W],
+        read from the decoder's prefilter output (it isolates the mark better than a plain high-pass;
+        pass ``features`` = ``decoder.features(x)`` when already computed)."""
         from wmark.image.nets import estimate_geometry
 
-        from wmark.image.nets import box_blur, working_luma
-
         pts, wts = self.lattice()
-        c = self.config
-        with torch.no_grad():  # the decoder's prefilter isolates the mark better than a plain high-pass
-            y = working_luma(x, c.factor)
-            e = self.decoder.prefilter((y - box_blur(y, 5)) * 20.0)
-        return estimate_geometry(e.float().cpu(), pts, wts, c.tile, max_side=384, highpass=False)
+        if features is None:
+            with torch.no_grad():
+                features = self.decoder.features(x)
+        return estimate_geometry(features.float().cpu(), pts, wts, self.config.tile, max_side=384, highpass=False)
 
     def _max_energy(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Logits [1, n] of the view whose best cyclic shift has the largest logit energy (a choice
@@ -322,14 +321,15 @@ class ImageWatermarker(nn.Module):
         x = x.to(self.device)
         k = N_HYPOTHESES
         y = _decode_view(luma(x))
-        first = self._detect_logits(self.decoder(y) - self.null_bias, key, payload, alpha, k)
+        feats = self.decoder.features(y)
+        first = self._detect_logits(self.decoder.read(feats) - self.null_bias, key, payload, alpha, k)
         out = []
         for i, d in enumerate(first):
             if d.detected:
                 out.append(d)
                 continue
             yi = y[i:i + 1]
-            ang, scale, _ = self.estimate_geometry(yi)
+            ang, scale, _ = self.estimate_geometry(yi, feats[i:i + 1])
             logits = [self.decoder(yi.flip(-1))]
             if abs(ang) > 0.05 or abs(scale - 1) > 0.004:
                 # refine the angle by the decoder's own (sign-blind) logit energy: one hypothesis

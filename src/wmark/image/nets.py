@@ -187,11 +187,14 @@ class Decoder(nn.Module):
         self.weight = nn.Parameter(torch.randn(n_bits, out_ch, tile, tile) / (out_ch * tile * tile) ** 0.5)
         self.bias = nn.Parameter(torch.zeros(n_bits))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Image [B, C, H, W] -> prefilter output (mark estimate) [B, out_ch, H // f, W // f]."""
+        y = working_luma(x, self.factor)
+        return self.prefilter((y - box_blur(y, 5)) * 20.0)
+
     def folded(self, x: torch.Tensor) -> torch.Tensor:
         """Image [B, C, H, W] -> standardized folded mark estimate [B, out_ch, tile, tile]."""
-        y = working_luma(x, self.factor)
-        y = (y - box_blur(y, 5)) * 20.0
-        return standardize(fold(self.prefilter(y), self.tile))
+        return standardize(fold(self.features(x), self.tile))
 
     def logits_at(self, m: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """Folded maps m [B, C, t, t] aligned by per-image shifts [B, 2] (working px) -> logits [B, n]."""
@@ -203,12 +206,16 @@ class Decoder(nn.Module):
         """Folded maps [B, C, t, t] -> logits at every cyclic shift [B, n, t, t] (bias included)."""
         return shifted_correlations(m, self.weight) + self.bias.view(1, -1, 1, 1)
 
-    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-        """Bit logits [B, n]; with ``shift`` None the cyclic shift of largest logit energy is used."""
-        m = self.folded(x)
+    def read(self, e: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Prefilter output e [B, out_ch, h, w] -> bit logits [B, n] (see :meth:`forward`)."""
+        m = standardize(fold(e, self.tile))
         if shift is not None:
             return self.logits_at(m, shift)
         return best_shift_logits(self.all_shifts(m))
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """Bit logits [B, n]; with ``shift`` None the cyclic shift of largest logit energy is used."""
+        return self.read(self.features(x), shift)
 
 
 def best_shift_logits(all_logits: torch.Tensor) -> torch.Tensor:
