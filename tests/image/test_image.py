@@ -166,6 +166,31 @@ def test_strip_unmarked_is_noop(wm, photos, demo_key):
     assert res.removed == (False,) and (res.images == photos[0]).all()
 
 
+@pytest.mark.parametrize("dy,dx", [(0, 1), (1, 0), (1, 1), (3, 6)])
+def test_crop_any_offset_reads_bits(wm, photos, demo_key, dy, dx):
+    """Odd crop offsets move the tile half a working pixel off the decoder's 2x2 grid: the pooling
+    phase search must bring the carried bits back, not only the RS-corrected payload."""
+    res = wm.embed(photos[0], demo_key, PAYLOAD)
+    crop = res.images[10 + dy:10 + dy + 240, 20 + dx:20 + dx + 300]
+    d = wm.detect(crop, demo_key)
+    assert d.detected and d.payload_hex == PAYLOAD
+    assert (d.bits == res.bits).mean() >= 0.97
+
+
+@pytest.mark.parametrize("angle", [10.0, -7.0])
+def test_rotation_is_undone(wm, photos, demo_key, angle):
+    """Rotation (PIL, about the centre) is read from the tile lattice, including its 45-degree /
+    sqrt(2) aliases; the payload and nearly all carried bits come back."""
+    from PIL import Image
+
+    res = wm.embed(photos[2], demo_key, PAYLOAD)
+    rot = np.asarray(Image.fromarray(res.images).rotate(angle, resample=Image.BILINEAR))
+    assert not wm.detect(rot, demo_key, search=False).detected
+    d = wm.detect(rot, demo_key)
+    assert d.detected and d.payload_hex == PAYLOAD
+    assert (d.bits == res.bits).mean() >= 0.95
+
+
 def test_null_pvalues(wm, shared_data, demo_key):
     """Unmarked training crops: the p-value is (conservatively) valid under the null."""
     from wmark.image.train import load_images, sample_batch

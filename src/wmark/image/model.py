@@ -27,8 +27,8 @@ import torch.nn as nn
 
 from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
 from wmark.image import io as imio
-from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, luma, perceptual_mask,
-                              resize, shape_residual)
+from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, luma, perceptual_mask,
+                              resize, shape_residual, standardize)
 
 DEFAULT_ALPHA = 1e-3
 
@@ -121,7 +121,14 @@ def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
 
 
 ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
-N_HYPOTHESES = 3  # as given, geometry estimated from the tile lattice, mirrored
+PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): the 2x2 pooling phase
+N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the tile lattice; mirrored
+
+
+def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
+    """The other pooling phases of y [B, 1, H, W]: views shifted by one native pixel (odd crop
+    offsets put the tile half a working pixel off the decoder's grid)."""
+    return [y[..., py:, px:] for py, px in PHASES]
 
 
 def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: float,
@@ -299,46 +306,78 @@ class ImageWatermarker(nn.Module):
                 features = self.decoder.features(x)
         return estimate_geometry(features.float().cpu(), pts, wts, self.config.tile, max_side=384, highpass=False)
 
-    def _max_energy(self, views: list[torch.Tensor]) -> torch.Tensor:
-        """Logits [1, n] of the view whose best cyclic shift has the largest logit energy (a choice
-        that ignores the signs, so the bits stay uniform under the null)."""
-        best, best_e = None, -1.0
-        for v in views:
-            lg = self.decoder(v)
-            e = float((lg - self.null_bias).pow(2).sum())
-            if e > best_e:
-                best, best_e = lg, e
-        return best
+    def _scored(self, features: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Prefilter output [1, C, h, w] -> (peak ratio, logits [1, n] at the best cyclic shift).
+
+        The peak ratio = the largest logit energy over cyclic shifts / its median: about 1-2 without
+        a mark (or under the wrong geometry) and large when one alignment stands out. Unlike the raw
+        energy it does not grow with the view's size or smoothness, and it ignores the signs and the
+        key (so choosing among views by it keeps the bits uniform under the null)."""
+        al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
+        e = (al - self.null_bias.view(1, -1, 1, 1)).pow(2).sum(1).flatten(1)[0]  # [t * t]
+        i = int(e.argmax())
+        return float(e[i] / e.median().clamp_min(1e-12)), al.flatten(2)[..., i]
+
+    def _best_view(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor]:
+        """(index, peak ratio, logits [1, n]) of the view with the largest peak ratio."""
+        scored = [self._scored(self.decoder.features(v)) for v in views]
+        i = int(np.argmax([r for r, _ in scored]))
+        return i, scored[i][0], scored[i][1]
+
+    def _geometry_logits(self, y: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
+        """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone, or None
+        when the lattice says the image is not rotated or resized. Each choice is by peak ratio
+        (sign- and key-blind): the estimate or a square-lattice alias (theta + 45, scale * or /
+        sqrt 2, sharing half the lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45,
+        which the lattice cannot tell apart); the scale (+-0.3%, or exactly 1 when close); the
+        pooling phase."""
+        ang, scale, _ = self.estimate_geometry(y, features)
+        if abs(ang) <= 0.05 and abs(scale - 1) <= 0.004:
+            return None
+        alias = ang - 45 if ang > 0 else ang + 45
+        cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
+        ang, scale = cands[self._best_view([geometry_view(y, a, s) for a, s in cands])[0]]
+        angles = [ang + da for da in ANGLE_REFINE]
+        if abs(ang) > 40:
+            angles.append(ang - 90 * math.copysign(1, ang))
+        ang = angles[self._best_view([geometry_view(y, a, scale) for a in angles])[0]]
+        scales = [scale, scale * 0.997, scale * 1.003] + ([1.0] if abs(scale - 1) < 0.008 else [])
+        views = [geometry_view(y, ang, s) for s in scales]
+        best = views[self._best_view(views)[0]]
+        return self._best_view([best] + phase_views(best))[2]
 
     @torch.no_grad()
     def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
-        """Detection over ``N_HYPOTHESES`` geometric hypotheses: the image as given; undoing the
-        rotation and scale estimated from the peaks of the tile lattice in its spectrum; mirrored.
-        Reports the best p-value times the number of hypotheses (valid for any stopping rule); the
-        image as given is tried first and kept if it already detects. Crops and translations need no
-        hypothesis: the decoder is invariant to them."""
+        """Detection over ``N_HYPOTHESES`` hypotheses: the image as given; the 2x2 pooling phase of
+        largest logit energy (odd crop offsets); undoing the rotation and scale estimated from the
+        peaks of the tile lattice in its spectrum (best phase again); mirrored. Reports the best
+        p-value times the number of hypotheses (valid for any stopping rule: each hypothesis is chosen
+        without the key). The image as given is kept if it reads a codeword without a bit error, the
+        best phase if it detects. Crops and translations by even offsets need no hypothesis: the
+        decoder is invariant to them."""
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES
         y = _decode_view(luma(x))
         feats = self.decoder.features(y)
-        first = self._detect_logits(self.decoder.read(feats) - self.null_bias, key, payload, alpha, k)
+        first_logits = self.decoder.read(feats)
+        first = self._detect_logits(first_logits - self.null_bias, key, payload, alpha, k)
         out = []
         for i, d in enumerate(first):
-            if d.detected:
+            if d.detected and d.agree == d.n_bits:
                 out.append(d)
                 continue
             yi = y[i:i + 1]
-            ang, scale, _ = self.estimate_geometry(yi, feats[i:i + 1])
-            logits = [self.decoder(yi.flip(-1))]
-            if abs(ang) > 0.05 or abs(scale - 1) > 0.004:
-                # refine the angle by the decoder's own (sign-blind) logit energy: one hypothesis
-                # the square lattice cannot tell theta from theta + 90 k: the decoder energy can
-                views = [geometry_view(yi, ang + da, scale) for da in ANGLE_REFINE]
-                if abs(ang) > 40:
-                    views += [geometry_view(yi, ang - 90 * math.copysign(1, ang), scale)]
-                logits.append(self._max_energy(views))
-            cands = [d] + [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
+            r0, lg0 = self._scored(feats[i:i + 1])
+            _, r1, lg1 = self._best_view(phase_views(yi))
+            phased = lg0 if r0 >= r1 else lg1
+            cands = [d, self._detect_logits(phased - self.null_bias, key, payload, alpha, k)[0]]
+            if not cands[1].detected:
+                logits = [self.decoder(yi.flip(-1))]
+                geo = self._geometry_logits(yi, feats[i:i + 1])
+                if geo is not None:
+                    logits.append(geo)
+                cands += [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
             out.append(min(cands, key=lambda c: c.p_value))
         return out
 
@@ -354,9 +393,9 @@ class ImageWatermarker(nn.Module):
                alpha: float = DEFAULT_ALPHA, search: bool = True) -> Detection | list[Detection]:
         """Detect the mark of ``key``: one :class:`Detection` per image (a list unless one image given).
 
-        ``search`` also tries the rotation / scale estimated from the mark's tile lattice and a mirror
-        image (3 hypotheses, Bonferroni-corrected) when the
-        image as given does not detect; ``payload`` tests one known payload (exact binomial tail)."""
+        ``search`` also tries the other 2x2 pooling phases, the rotation / scale estimated from the
+        mark's tile lattice and a mirror image (4 hypotheses, Bonferroni-corrected) when the image as
+        given does not read cleanly; ``payload`` tests one known payload (exact binomial tail)."""
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
         for x in xs:
