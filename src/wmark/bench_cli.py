@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--quick", action="store_true",
                    help="3 images cropped to 256x256, strengths 0,0.5, 7 attacks, no rivaGan (CI smoke run)")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--jobs", type=int, default=1,
+                   help="worker processes, one thread each (e.g. 2 on 2 cores); results do not depend on it")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_robustness)
 
@@ -72,7 +74,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
     cfg = RobustnessConfig(out=args.out, images=args.images, attacks=args.attacks, strengths=args.strengths,
                            methods=args.methods, n=args.n, rivagan_n=args.rivagan_n, quick=args.quick,
-                           seed=args.seed, progress=not args.no_progress)
+                           seed=args.seed, progress=not args.no_progress, jobs=args.jobs)
     return _timed(lambda: run_robustness(cfg), args.out)
 
 

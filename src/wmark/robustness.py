@@ -294,6 +294,7 @@ class RobustnessConfig:
     quick: bool = False
     seed: int = 0
     progress: bool = True
+    jobs: int = 1
 
 
 @dataclass(frozen=True)
@@ -414,6 +415,25 @@ def _evaluate(method: Method, idx: int, image: np.ndarray, attacks: Sequence[str
     return samples, psnr(marked.image, image), ssim(marked.image, image), len(marked.bits)
 
 
+_WORKER_METHODS: dict[str, Method] = {}
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _task(m: str, idx: int, image: np.ndarray, attacks: Sequence[str], strengths: Sequence[float],
+          seed: int) -> tuple[list[Sample], float, float, int, float]:
+    """One (method, image) evaluation in a worker process (methods built once per process)."""
+    if m not in _WORKER_METHODS:
+        _WORKER_METHODS[m] = METHODS[m]()
+    t = time.perf_counter()
+    got, p, q, n_bits = _evaluate(_WORKER_METHODS[m], idx, image, attacks, strengths, seed, lambda k: None)
+    return got, p, q, n_bits, time.perf_counter() - t
+
+
 def _mean(v: Sequence[float]) -> float | None:
     a = np.asarray([x for x in v if not math.isnan(x)], dtype=np.float64)
     return float(a.mean()) if a.size else None
@@ -466,8 +486,8 @@ def _resolve(cfg: RobustnessConfig) -> tuple[list[np.ndarray], list[str], str, t
         raise ValueError("no strengths given")
     methods = check_methods(cfg.methods if cfg.methods is not None else QUICK_METHODS if cfg.quick else DEFAULT_METHODS)
     n = cfg.n if cfg.n is not None else 3 if cfg.quick else 24
-    if n < 1 or cfg.rivagan_n < 1:
-        raise ValueError(f"--n and --rivagan-n must be >= 1, got {n} and {cfg.rivagan_n}")
+    if n < 1 or cfg.rivagan_n < 1 or cfg.jobs < 1:
+        raise ValueError(f"--n, --rivagan-n and --jobs must be >= 1, got {n}, {cfg.rivagan_n} and {cfg.jobs}")
     size = QUICK_SIZE if cfg.quick else None
     folder = Path(cfg.images) if cfg.images else shared_data() / "kodak"
     if cfg.images is None and cfg.quick and not folder.is_dir():
@@ -508,22 +528,44 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
     total = sum(n_for.values()) * len(attacks) * len(strengths)
     samples: list[Sample] = []
     info: dict[str, dict[str, Any]] = {}
+    per_task = len(attacks) * len(strengths)
+    results: dict[tuple[str, int], tuple[list[Sample], float, float, int, float]] = {}
     with tqdm(total=total, desc="robustness", unit="eval", file=sys.stderr, disable=not cfg.progress,
               mininterval=2.0, dynamic_ncols=True) as bar:
-        for m, method in runnable.items():
-            bar.set_postfix_str(m)
-            ps, qs, n_bits, t_m = [], [], 0, time.perf_counter()
-            for i in range(n_for[m]):
-                got, p, q, n_bits = _evaluate(method, i, images[i], attacks, strengths, cfg.seed, bar.update)
-                samples += got
-                ps.append(p), qs.append(q)
-            info[m] = {"n_images": n_for[m], "n_bits": n_bits,
-                       "p_value": method.p_value_doc, "embed_psnr": _mean(ps), "embed_ssim": _mean(qs),
-                       "seconds": round(time.perf_counter() - t_m, 1)}
+        if cfg.jobs > 1:  # (method, image) tasks over worker processes; slowest method first
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            order = sorted(runnable, key=lambda m: m != "rivaGan")
+            with ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+                futs = {ex.submit(_task, m, i, images[i], attacks, strengths, cfg.seed): (m, i)
+                        for m in order for i in range(n_for[m])}
+                for f in as_completed(futs):
+                    results[futs[f]] = f.result()
+                    bar.set_postfix_str(futs[f][0])
+                    bar.update(per_task)
+        else:
+            for m, method in runnable.items():
+                bar.set_postfix_str(m)
+                for i in range(n_for[m]):
+                    t = time.perf_counter()
+                    got, p, q, n_bits = _evaluate(method, i, images[i], attacks, strengths, cfg.seed, bar.update)
+                    results[m, i] = (got, p, q, n_bits, time.perf_counter() - t)
+    samples: list[Sample] = []
+    info: dict[str, dict[str, Any]] = {}
+    for m, method in runnable.items():  # same order as a serial run, whatever the jobs
+        rs = [results[m, i] for i in range(n_for[m])]
+        for r in rs:
+            samples += r[0]
+        info[m] = {"n_images": n_for[m], "n_bits": rs[0][3] if rs else 0,
+                   "p_value": method.p_value_doc, "embed_psnr": _mean([r[1] for r in rs]),
+                   "embed_ssim": _mean([r[2] for r in rs]),
+                   "seconds": round(sum(r[4] for r in rs), 1)}
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
               "rivagan_n": cfg.rivagan_n, "quick": cfg.quick, "seed": cfg.seed, "alphas": list(ALPHAS),
+              "jobs": cfg.jobs,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     notes = ("wmark TPR: Detection.p_value < alpha (its calibrated p-value, payload unknown to the detector).",
              "Baseline TPR: p = P[Binomial(32, 1/2) >= k] for k of 32 bits matching the image's own message "

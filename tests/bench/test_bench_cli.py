@@ -111,6 +111,7 @@ def test_empty_folder_is_one_line_error(tmp_path, capsys) -> None:
     (["--attacks", "jpeg,nope"], "unknown image attack 'nope'"),
     (["--methods", "wmark,magic"], "unknown method 'magic'"),
     (["--strengths", "0,1.5"], "strength must be in [0, 1]"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message) -> None:
     images = _write_images(tmp_path / "images", n=1)
@@ -118,6 +119,16 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, args, message) -> Non
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_jobs_do_not_change_results(tmp_path) -> None:
+    """Worker processes only reorder the work: every cell equals the serial run's."""
+    images = _write_images(tmp_path / "images", n=2, size=128)
+    kw = dict(images=str(images), quick=True, attacks=("jpeg", "crop_random"), strengths=(0.0, 0.5),
+              methods=("wmark",), n=2, progress=False)
+    serial = run_robustness(RobustnessConfig(out=str(tmp_path / "s"), **kw))
+    pooled = run_robustness(RobustnessConfig(out=str(tmp_path / "p"), jobs=2, **kw))
+    assert serial.cells == pooled.cells and pooled.config["jobs"] == 2
 
 
 def test_text_bad_scheme_is_an_error(tmp_path, capsys) -> None:

@@ -32,13 +32,18 @@ def register(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--ckpt-every", type=int, default=200)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
+    p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
+                   help="stage 2: start from these weights (.pt file or shipped name), keep the encoder "
+                        "(the embedded marks stay identical) and train only the decoder")
+    p.add_argument("--heavy", action="store_true",
+                   help="harder attack mix: adds a blur -> noise -> JPEG degradation chain, noise to 0.12")
     p.set_defaults(func=_cmd)
 
 
 def _cmd(args: argparse.Namespace) -> int:
     train(out=args.out, seed=args.seed, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
           minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
-          device=args.device)
+          device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy)
     return 0
 
 
@@ -107,17 +112,21 @@ def _u(gen, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=gen))
 
 
-def make_attack(gen, strength: float = 1.0):
+def make_attack(gen, strength: float = 1.0, heavy: bool = False):
     """A random differentiable attack and its name. The attack maps marked [B, 3, H, W] to
-    ``(attacked [B, 3, h, w], (dy, dx))``: the native-pixel offset of a crop (0, 0 otherwise)."""
+    ``(attacked [B, 3, h, w], (dy, dx))``: the native-pixel offset of a crop (0, 0 otherwise).
+    ``heavy`` adds a blur -> noise -> JPEG chain and widens the noise range (decoder fine-tuning)."""
     import kornia
     import torch
     import torch.nn.functional as F
 
     names = ["none", "jpeg", "resize", "crop", "rotate", "blur", "noise", "color", "combo"]
-    probs = torch.tensor([0.06, 0.2, 0.12, 0.08, 0.08, 0.12, 0.1, 0.1, 0.14])
-    name = names[int(torch.multinomial(probs, 1, generator=gen))]
+    probs = [0.06, 0.2, 0.12, 0.08, 0.08, 0.12, 0.1, 0.1, 0.14]
+    if heavy:
+        names, probs = names + ["degrade"], [0.04, 0.14, 0.1, 0.06, 0.06, 0.1, 0.12, 0.08, 0.1, 0.2]
+    name = names[int(torch.multinomial(torch.tensor(probs), 1, generator=gen))]
     s = strength
+    noise_max = 0.12 if heavy else 0.05
 
     def quant(x):
         return _ste(x.clamp(0, 1), lambda t: torch.round(t * 255) / 255)
@@ -166,13 +175,18 @@ def make_attack(gen, strength: float = 1.0):
             sig = _u(gen, 0.3, 0.3 + 1.4 * s)
             x = kornia.filters.gaussian_blur2d(x, (7, 7), (sig, sig))
         elif name == "noise":
-            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.05 * s)
+            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, noise_max * s)
         elif name == "color":
             x = color(x)
         elif name == "combo":
             x = jpeg(x, _u(gen, 90 - 40 * s, 90))
             x = rs(x, _u(gen, 1 - 0.4 * s, 1.0))
             x = x * _u(gen, 0.8, 1.3)
+        elif name == "degrade":
+            sig = _u(gen, 0.3, 0.3 + 1.9 * s)
+            x = kornia.filters.gaussian_blur2d(x, (9, 9), (sig, sig))
+            x = quant(x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.12 * s))
+            x = jpeg(x, _u(gen, 90 - 50 * s, 90))
         if name != "crop" and float(torch.rand((), generator=gen)) < 0.5:
             x, off = crop(x, _u(gen, 0.5, 1.0))  # translation: exercises the shift alignment
         return x.clamp(0, 1), off
@@ -197,8 +211,12 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192
 
 def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, crop: int = 256, lr: float = 2e-3,
           minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
-          threads: int | None = None, device: str | None = None, log=print) -> Path:
-    """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``."""
+          threads: int | None = None, device: str | None = None, finetune_decoder: str | None = None,
+          heavy: bool = False, log=print) -> Path:
+    """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``.
+
+    ``finetune_decoder`` (a .pt file or a shipped name): stage 2, start from those weights, freeze
+    the encoder (marks stay bit-identical) and train the decoder alone at full attack strength."""
     import torch
     import torch.nn.functional as F
 
@@ -214,8 +232,17 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
     log(f"loaded {len(images)} training images from {folder}; device {dev}")
 
     torch.manual_seed(seed)
-    model = ImageWatermarker(Config()).to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    base_sha = None
+    if finetune_decoder:
+        src = Path(finetune_decoder)
+        blob0 = src.read_bytes() if src.is_file() else ImageWatermarker.load(finetune_decoder).to_bytes()
+        base_sha = hashlib.sha256(blob0).hexdigest()
+        model = ImageWatermarker.from_bytes(blob0).to(dev)
+        model.encoder.requires_grad_(False)
+        log(f"fine-tuning the decoder of {finetune_decoder} (sha256 {base_sha[:16]}...); encoder frozen")
+    else:
+        model = ImageWatermarker(Config()).to(dev)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     step, t_used = 0, 0.0
     ck = outp / "ckpt.pt"
@@ -246,11 +273,16 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
         for g in opt.param_groups:  # warmup + cosine
             g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         strength = min(1.0, max(0.0, (step - warm) / (2 * warm))) if step >= warm else 0.0
+        boost = 1.0 + 3.0 * max(0.0, 1.0 - step / (0.4 * steps))  # strong mark first, target RMS later
+        if finetune_decoder:
+            strength, boost = 1.0, 1.0
         model.train()
         x = sample_batch(images, batch, crop, gen).to(dev)
         bits = (torch.rand((batch, n), generator=gen) < 0.5).float().to(dev)
-        attack, name = make_attack(gen, strength) if step >= warm else (make_attack(gen, 0.0)[0], "quant")
-        boost = 1.0 + 3.0 * max(0.0, 1.0 - step / (0.4 * steps))  # strong mark first, target RMS later
+        if step >= warm or finetune_decoder:
+            attack, name = make_attack(gen, strength, heavy)
+        else:
+            attack, name = make_attack(gen, 0.0, heavy)[0], "quant"
         _, logits = model(x, bits, attack, rms_scale=boost)
         loss = F.binary_cross_entropy_with_logits(logits, bits)
         opt.zero_grad(set_to_none=True)
@@ -277,7 +309,8 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
             "crop": crop, "lr": lr, "data": str(folder.name), "n_images": len(images),
             "train_seconds": round(t_used + time.time() - t0, 1), "device": str(dev),
             "final_train_acc_ema": round(ema_acc, 4), "sha256": digest,
-            "params": sum(p.numel() for p in model.parameters())}
+            "params": sum(p.numel() for p in model.parameters()), "heavy_attacks": heavy,
+            "finetune_decoder_from": base_sha}
     (outp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     log(f"wrote {outp / 'default.pt'} ({len(blob) / 1e6:.2f} MB, sha256 {digest[:16]}...)")
     return outp / "default.pt"
