@@ -123,6 +123,7 @@ def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
 ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
 PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): the 2x2 pooling phase
 N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the tile lattice; mirrored
+LATTICE_MIN = 1.75  # lattice score below which no search is tried (unmarked crops: max 1.67 at 64 px)
 
 
 def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
@@ -324,14 +325,13 @@ class ImageWatermarker(nn.Module):
         i = int(np.argmax([r for r, _ in scored]))
         return i, scored[i][0], scored[i][1]
 
-    def _geometry_logits(self, y: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
+    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor | None:
         """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone, or None
         when the lattice says the image is not rotated or resized. Each choice is by peak ratio
         (sign- and key-blind): the estimate or a square-lattice alias (theta + 45, scale * or /
         sqrt 2, sharing half the lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45,
         which the lattice cannot tell apart); the scale (+-0.3%, or exactly 1 when close); the
-        pooling phase."""
-        ang, scale, _ = self.estimate_geometry(y, features)
+        pooling phase. ``ang`` / ``scale``: the lattice estimate (:meth:`estimate_geometry`)."""
         if abs(ang) <= 0.05 and abs(scale - 1) <= 0.004:
             return None
         alias = ang - 45 if ang > 0 else ang + 45
@@ -352,7 +352,8 @@ class ImageWatermarker(nn.Module):
         largest logit energy (odd crop offsets); undoing the rotation and scale estimated from the
         peaks of the tile lattice in its spectrum (best phase again); mirrored. Reports the best
         p-value times the number of hypotheses (valid for any stopping rule: each hypothesis is chosen
-        without the key). The image as given is kept if it reads a codeword without a bit error, the
+        without the key). The image as given is kept if it reads a codeword without a bit error or if
+        its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap), the
         best phase if it detects. Crops and translations by even offsets need no hypothesis: the
         decoder is invariant to them."""
         self.eval()
@@ -368,13 +369,17 @@ class ImageWatermarker(nn.Module):
                 out.append(d)
                 continue
             yi = y[i:i + 1]
+            ang, scale, score = self.estimate_geometry(yi, feats[i:i + 1])
+            if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
+                out.append(d)
+                continue
             r0, lg0 = self._scored(feats[i:i + 1])
             _, r1, lg1 = self._best_view(phase_views(yi))
             phased = lg0 if r0 >= r1 else lg1
             cands = [d, self._detect_logits(phased - self.null_bias, key, payload, alpha, k)[0]]
             if not cands[1].detected:
                 logits = [self.decoder(yi.flip(-1))]
-                geo = self._geometry_logits(yi, feats[i:i + 1])
+                geo = self._geometry_logits(yi, ang, scale)
                 if geo is not None:
                     logits.append(geo)
                 cands += [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
