@@ -319,11 +319,11 @@ class ImageWatermarker(nn.Module):
         i = int(e.argmax())
         return float(e[i] / e.median().clamp_min(1e-12)), al.flatten(2)[..., i]
 
-    def _best_view(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor]:
+    def _pick(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor]:
         """(index, peak ratio, logits [1, n]) of the view with the largest peak ratio."""
         scored = [self._scored(self.decoder.features(v)) for v in views]
-        i = int(np.argmax([r for r, _ in scored]))
-        return i, scored[i][0], scored[i][1]
+        j = int(np.argmax([r for r, _ in scored]))
+        return j, scored[j][0], scored[j][1]
 
     def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor | None:
         """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone, or None
@@ -336,25 +336,27 @@ class ImageWatermarker(nn.Module):
             return None
         alias = ang - 45 if ang > 0 else ang + 45
         cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
-        ang, scale = cands[self._best_view([geometry_view(y, a, s) for a, s in cands])[0]]
+        ang, scale = cands[self._pick([geometry_view(y, a, s) for a, s in cands])[0]]
         angles = [ang + da for da in ANGLE_REFINE]
         if abs(ang) > 40:
             angles.append(ang - 90 * math.copysign(1, ang))
-        ang = angles[self._best_view([geometry_view(y, a, scale) for a in angles])[0]]
+        ang = angles[self._pick([geometry_view(y, a, scale) for a in angles])[0]]
         scales = [scale, scale * 0.997, scale * 1.003] + ([1.0] if abs(scale - 1) < 0.008 else [])
         views = [geometry_view(y, ang, s) for s in scales]
-        best = views[self._best_view(views)[0]]
-        return self._best_view([best] + phase_views(best))[2]
+        j, r, lg = self._pick(views)
+        _, r_phase, lg_phase = self._pick(phase_views(views[j]))
+        return lg if r >= r_phase else lg_phase
 
     @torch.no_grad()
     def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
         """Detection over ``N_HYPOTHESES`` hypotheses: the image as given; the 2x2 pooling phase of
-        largest logit energy (odd crop offsets); undoing the rotation and scale estimated from the
-        peaks of the tile lattice in its spectrum (best phase again); mirrored. Reports the best
+        largest peak ratio (odd crop offsets; only when the lattice shows no rotation / scale);
+        undoing the rotation and scale estimated from the peaks of the tile lattice in its spectrum
+        (best phase again); mirrored. Every choice is scored on a centre crop. Reports the best
         p-value times the number of hypotheses (valid for any stopping rule: each hypothesis is chosen
         without the key). The image as given is kept if it reads a codeword without a bit error or if
-        its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap), the
-        best phase if it detects. Crops and translations by even offsets need no hypothesis: the
+        its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
+        search stops at the first hypothesis that detects. Crops and translations by even offsets need no hypothesis: the
         decoder is invariant to them."""
         self.eval()
         x = x.to(self.device)
@@ -373,11 +375,14 @@ class ImageWatermarker(nn.Module):
             if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
                 out.append(d)
                 continue
-            r0, lg0 = self._scored(feats[i:i + 1])
-            _, r1, lg1 = self._best_view(phase_views(yi))
-            phased = lg0 if r0 >= r1 else lg1
-            cands = [d, self._detect_logits(phased - self.null_bias, key, payload, alpha, k)[0]]
-            if not cands[1].detected:
+            cands = [d]
+            geometric = abs(ang) > 0.05 or abs(scale - 1) > 0.004
+            if not geometric:  # odd crop offsets: the best 2x2 pooling phase
+                r0, _ = self._scored(feats[i:i + 1])
+                _, r1, lg1 = self._pick(phase_views(yi))
+                if r1 > r0:
+                    cands.append(self._detect_logits(lg1 - self.null_bias, key, payload, alpha, k)[0])
+            if not any(c.detected for c in cands):
                 logits = [self.decoder(yi.flip(-1))]
                 geo = self._geometry_logits(yi, ang, scale)
                 if geo is not None:
