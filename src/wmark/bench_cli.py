@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--attacks", type=_names, default=None,
                    help="comma list of text attacks (default delete,insert,substitute,lm-substitute)")
     t.add_argument("--n", type=int, default=None, help="texts per scheme (default 100; --quick 8)")
+    t.add_argument("--fpr-n", type=int, default=None,
+                   help="unmarked texts for the FPR row only (default: --n); FPR at 1e-2 and 1e-3 with 95%% "
+                        "Clopper-Pearson intervals")
     t.add_argument("--quick", action="store_true", help="8 texts of 100 tokens, rates 0,0.3, 3 attacks")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,6 +85,6 @@ def _text_robustness(args: argparse.Namespace) -> int:
     from wmark.text_robustness import TextRobustnessConfig, run_text_robustness
 
     cfg = TextRobustnessConfig(out=args.out, schemes=args.schemes, lengths=args.lengths, rates=args.rates,
-                               attacks=args.attacks, n=args.n, quick=args.quick, seed=args.seed,
+                               attacks=args.attacks, n=args.n, fpr_n=args.fpr_n, quick=args.quick, seed=args.seed,
                                progress=not args.no_progress)
     return _timed(lambda: run_text_robustness(cfg), args.out)

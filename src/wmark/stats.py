@@ -49,3 +49,19 @@ def normal_sf(z):
 def bonferroni(p, m):
     """Family-wise corrected p-value min(1, p * m) for the best of ``m`` tests."""
     return np.minimum(1.0, np.asarray(p, dtype=np.float64) * np.maximum(np.asarray(m, dtype=np.float64), 1.0))
+
+
+def clopper_pearson(k: int, n: int, conf: float = 0.95) -> tuple[float, float]:
+    """Two-sided exact (Clopper-Pearson) ``conf`` interval ``(lower, upper)`` for a binomial rate
+    from ``k`` successes in ``n`` trials; ``(0, 1)`` when ``n == 0``."""
+    from scipy.stats import beta
+
+    k, n = int(k), int(n)
+    if n < 0 or not 0 <= k <= max(n, 0):
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return 0.0, 1.0
+    a = (1.0 - conf) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi

@@ -3,7 +3,9 @@
 Marked texts come from the built-in LM (``wmark.lm``, temperature 1, scheme defaults: gamma 0.25 /
 delta 2 for KGW and Unigram) after a 16-token human prompt; only the generated tokens are attacked and
 scored (the detector sees the text alone). Unmarked texts from the same prompts give an FPR check and
-the human tokens for ``copy_paste``. Each text's edits are seeded by (seed, attack, text index), so the
+the human tokens for ``copy_paste``; ``fpr_n`` (default ``n``) sets how many unmarked texts the FPR row
+uses (beyond ``n``, more prompts from the same random windows and a separate sampling seed; the marked
+texts and every TPR cell do not change). Each text's edits are seeded by (seed, attack, text index), so the
 edits are nested in the rate and the same across schemes.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ DEFAULT_RATES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 QUICK_ATTACKS: tuple[str, ...] = ("delete", "substitute", "lm_substitute")
 QUICK_RATES: tuple[float, ...] = (0.0, 0.3)
 ALPHAS: tuple[float, ...] = (1e-3, 1e-6)
+FPR_ALPHAS: tuple[float, ...] = (1e-2, 1e-3)
 #: optional keyword arguments given to an attack beyond its ``needs`` (lm_substitute: the cached LM pass)
 EXTRA_KWARGS: dict[str, tuple[str, ...]] = {"lm_substitute": ("logits_fn", "context")}
 PROMPT = 16
@@ -42,6 +45,7 @@ class TextRobustnessConfig:
     rates: tuple[float, ...] | None = None
     attacks: tuple[str, ...] | None = None
     n: int | None = None
+    fpr_n: int | None = None
     quick: bool = False
     seed: int = 0
     progress: bool = True
@@ -70,6 +74,8 @@ class TextRobustnessResult:
     cells: tuple[TextCell, ...]
     elapsed_s: float
     notes: tuple[str, ...] = field(default=())
+    #: scheme -> length -> :func:`fpr_record` (n, k, rate and 95% Clopper-Pearson interval per alpha)
+    fpr_detail: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -79,6 +85,22 @@ class TextRobustnessResult:
 
 def _key(alpha: float) -> str:
     return f"tpr@{alpha:.0e}"
+
+
+def fpr_record(p: np.ndarray, alphas: Sequence[float] = FPR_ALPHAS) -> dict[str, float]:
+    """FPR of unmarked p-values ``p``: ``n``, and per alpha ``k@a`` (p < a), ``fpr@a`` and the two-sided
+    95% Clopper-Pearson interval ``fpr@a_lower95`` / ``fpr@a_upper95``; ``min_p``."""
+    from wmark.stats import clopper_pearson
+
+    p = np.asarray(p, dtype=np.float64)
+    rec: dict[str, float] = {"n": int(p.size)}
+    for a in alphas:
+        k = int((p < a).sum())
+        lo, hi = clopper_pearson(k, p.size)
+        rec.update({f"k@{a:.0e}": k, f"fpr@{a:.0e}": k / p.size if p.size else float("nan"),
+                    f"fpr@{a:.0e}_lower95": lo, f"fpr@{a:.0e}_upper95": hi})
+    rec["min_p"] = float(p.min()) if p.size else float("nan")
+    return rec
 
 
 class PrefixLogits:
@@ -158,7 +180,7 @@ def _detect(scheme: Any, seqs: Sequence[Any]) -> np.ndarray:
 
 
 def _resolve(cfg: TextRobustnessConfig
-             ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[str, ...], int]:
+             ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[float, ...], tuple[str, ...], int, int]:
     from wmark.attacks import registry
     from wmark.attacks.spec import check_strength
     from wmark.text.schemes import SCHEMES
@@ -173,7 +195,10 @@ def _resolve(cfg: TextRobustnessConfig
     n = cfg.n if cfg.n is not None else 8 if cfg.quick else 100
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}")
-    return schemes, lengths, rates, attacks, n
+    fpr_n = n if cfg.fpr_n is None else cfg.fpr_n
+    if fpr_n < 1:
+        raise ValueError(f"--fpr-n must be >= 1, got {fpr_n}")
+    return schemes, lengths, rates, attacks, n, fpr_n
 
 
 def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
@@ -187,25 +212,34 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
     from wmark.text import make_scheme
 
     t0 = time.perf_counter()
-    schemes, lengths, rates, attacks, n = _resolve(cfg)
+    schemes, lengths, rates, attacks, n, fpr_n = _resolve(cfg)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
     lm = wmark.lm.load()
-    prompts, prompt_src = _prompts(lm, n, cfg.seed)
+    # the first n prompts do not depend on fpr_n (numpy draws them in order)
+    prompts, prompt_src = _prompts(lm, max(n, fpr_n), cfg.seed)
+    prompts, extra_prompts = prompts[:n], prompts[n:]
     prefix = PrefixLogits(lm.model)
-    total = n * (1 + len(schemes) * (1 + len(lengths)))
+    total = n * (1 + len(schemes) * (1 + len(lengths))) + len(extra_prompts)
     cells: list[TextCell] = []
     fpr: dict[str, dict[str, float]] = {}
+    fpr_detail: dict[str, dict[str, dict[str, float]]] = {}
     with tqdm(total=total, desc="text-robustness", unit="text", file=sys.stderr, disable=not cfg.progress,
               mininterval=2.0, dynamic_ncols=True) as bar:
         bar.set_postfix_str("unmarked")
         plain = _generate(lm, prompts, max(lengths), None, cfg.seed + 1, bar)
+        unmarked = plain[:fpr_n]
+        if len(extra_prompts):  # more unmarked texts for the FPR row only (own sampling seed)
+            bar.set_postfix_str("unmarked (FPR)")
+            unmarked = torch.cat([plain, _generate(lm, extra_prompts, max(lengths), None, cfg.seed + 3, bar)])
         for name in schemes:
             bar.set_postfix_str(name)
             scheme = make_scheme(name, Key.demo(), lm.vocab_size)
             marked = _generate(lm, prompts, max(lengths), scheme, cfg.seed + 2, bar)
-            fpr[name] = {str(L): float((_detect(scheme, list(plain[:, :L])) < 1e-3).mean()) for L in lengths}
+            fpr_p = {L: _detect(scheme, list(unmarked[:, :L])) for L in lengths}
+            fpr[name] = {str(L): float((p < 1e-3).mean()) for L, p in fpr_p.items()}
+            fpr_detail[name] = {str(L): fpr_record(p) for L, p in fpr_p.items()}
             for L in lengths:
                 docs = marked[:, :L]
                 got: dict[tuple[str, float], list[Any]] = {(a, r): [] for a in attacks for r in rates}
@@ -229,15 +263,23 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
                     cells.append(TextCell(name, L, a, r, n, {_key(al): float((p < al).mean()) for al in ALPHAS},
                                           float(np.median(p)), float(np.mean([len(s) for s in seqs]))))
     config = {"schemes": list(schemes), "lengths": list(lengths), "rates": list(rates), "attacks": list(attacks),
-              "n": n, "quick": cfg.quick, "seed": cfg.seed, "prompt": f"{PROMPT} tokens, {prompt_src}",
+              "n": n, "fpr_n": fpr_n, "quick": cfg.quick, "seed": cfg.seed, "prompt": f"{PROMPT} tokens, {prompt_src}",
               "lm": repr(lm), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     notes = ("TPR: fraction of attacked marked texts with the scheme's own detection p-value < alpha "
              "(dedup of repeated n-grams on, the default).",
-             "FPR: unmarked texts from the same prompts and LM, p < 1e-3.",
+             f"FPR: {fpr_n} unmarked texts from the same LM and prompt scheme (the first {min(n, fpr_n)} "
+             "from the marked texts' prompts), p < alpha; [lower, upper]: two-sided 95% Clopper-Pearson "
+             "interval. `fpr` in results.json is the rate at 1e-3; `fpr_detail` has both alphas.",
              "Only the generated tokens are attacked and scored; the prompt is not shown to the detector.")
-    res = TextRobustnessResult(config, fpr, tuple(cells), time.perf_counter() - t0, notes)
+    res = TextRobustnessResult(config, fpr, tuple(cells), time.perf_counter() - t0, notes, fpr_detail)
     write_outputs(res, out)
     return res
+
+
+def _fpr_cell(r: dict[str, float], alpha: float) -> str:
+    k = f"{alpha:.0e}"
+    return (f"{r['k@' + k]}/{r['n']} = {r['fpr@' + k]:.4f} "
+            f"[{r['fpr@' + k + '_lower95']:.4f}, {r['fpr@' + k + '_upper95']:.4f}]")
 
 
 def report_markdown(res: TextRobustnessResult) -> str:
@@ -250,9 +292,11 @@ def report_markdown(res: TextRobustnessResult) -> str:
              f"{cfg['n']} marked texts per scheme from the built-in LM ({cfg['lm']}), prompt: {cfg['prompt']}; "
              f"seed {cfg['seed']}{', quick' if cfg['quick'] else ''}; {res.elapsed_s / 60:.1f} min.", ""]
     lines += [f"- {n}" for n in res.notes]
-    lines += ["", "## FPR on unmarked LM text (p < 1e-3)", "",
-              _md_table(["T", *schemes], [[str(L), *[f"{res.fpr[s][str(L)]:.3f}" for s in schemes]]
-                                          for L in cfg["lengths"]]), ""]
+    rows = [[str(L), f"{a:g}", *[_fpr_cell(res.fpr_detail[s][str(L)], a) for s in schemes]]
+            for L in cfg["lengths"] for a in FPR_ALPHAS]
+    lines += ["", "## FPR on unmarked LM text", "",
+              "p < alpha on unmarked texts: count/texts = rate [two-sided 95% Clopper-Pearson interval].", "",
+              _md_table(["T", "alpha", *schemes], rows), ""]
     from wmark.attacks import get_attack
 
     for L in cfg["lengths"]:
