@@ -141,6 +141,23 @@ def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: 
     return x
 
 
+def weights_blob(name: str = "default") -> bytes:
+    """The bytes of shipped weights ``weights/<name>.pt``, verified against ``weights/<name>.sha256``."""
+    from importlib.resources import files
+
+    root = files("wmark.image") / "weights"
+    wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
+    if not wfile.is_file():
+        raise ValueError(f"no shipped image watermark weights named {name!r}")
+    blob = wfile.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    expected = sfile.read_text().split()[0] if sfile.is_file() else None
+    if expected != digest:
+        raise ValueError(f"weights {name!r} fail their sha256 check (got {digest[:12]}..., expected "
+                         f"{(expected or 'none')[:12]}...)")
+    return blob
+
+
 # -- the model ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
@@ -212,18 +229,7 @@ class ImageWatermarker(nn.Module):
     @classmethod
     def load(cls, name: str = "default", device: str | torch.device | None = None) -> "ImageWatermarker":
         """Load shipped weights ``weights/<name>.pt`` (sha256-verified against ``weights/<name>.sha256``)."""
-        from importlib.resources import files
-
-        root = files("wmark.image") / "weights"
-        wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
-        if not wfile.is_file():
-            raise ValueError(f"no shipped image watermark weights named {name!r}")
-        blob = wfile.read_bytes()
-        digest = hashlib.sha256(blob).hexdigest()
-        expected = sfile.read_text().split()[0] if sfile.is_file() else None
-        if expected != digest:
-            raise ValueError(f"weights {name!r} fail their sha256 check (got {digest[:12]}..., expected "
-                             f"{(expected or 'none')[:12]}...)")
+        blob = weights_blob(name)
         model = cls.from_bytes(blob)
         if device is not None:
             model = model.to(device)
@@ -325,15 +331,13 @@ class ImageWatermarker(nn.Module):
         j = int(np.argmax([r for r, _ in scored]))
         return j, scored[j][0], scored[j][1]
 
-    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor | None:
-        """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone, or None
-        when the lattice says the image is not rotated or resized. Each choice is by peak ratio
+    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor:
+        """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone. Each
+        choice is by peak ratio
         (sign- and key-blind): the estimate or a square-lattice alias (theta + 45, scale * or /
         sqrt 2, sharing half the lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45,
         which the lattice cannot tell apart); the scale (+-0.3%, or exactly 1 when close); the
         pooling phase. ``ang`` / ``scale``: the lattice estimate (:meth:`estimate_geometry`)."""
-        if abs(ang) <= 0.05 and abs(scale - 1) <= 0.004:
-            return None
         alias = ang - 45 if ang > 0 else ang + 45
         cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
         ang, scale = cands[self._pick([geometry_view(y, a, s) for a, s in cands])[0]]
@@ -352,12 +356,12 @@ class ImageWatermarker(nn.Module):
         """Detection over ``N_HYPOTHESES`` hypotheses: the image as given; the 2x2 pooling phase of
         largest peak ratio (odd crop offsets; only when the lattice shows no rotation / scale);
         undoing the rotation and scale estimated from the peaks of the tile lattice in its spectrum
-        (best phase again); mirrored. Every choice is scored on a centre crop. Reports the best
+        (best phase again); mirrored. Reports the best
         p-value times the number of hypotheses (valid for any stopping rule: each hypothesis is chosen
         without the key). The image as given is kept if it reads a codeword without a bit error or if
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
-        search stops at the first hypothesis that detects. Crops and translations by even offsets need no hypothesis: the
-        decoder is invariant to them."""
+        search stops at the first hypothesis that detects. Crops and translations by even offsets need
+        no hypothesis: the decoder is invariant to them."""
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES
@@ -384,9 +388,8 @@ class ImageWatermarker(nn.Module):
                     cands.append(self._detect_logits(lg1 - self.null_bias, key, payload, alpha, k)[0])
             if not any(c.detected for c in cands):
                 logits = [self.decoder(yi.flip(-1))]
-                geo = self._geometry_logits(yi, ang, scale)
-                if geo is not None:
-                    logits.append(geo)
+                if geometric:
+                    logits.append(self._geometry_logits(yi, ang, scale))
                 cands += [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
             out.append(min(cands, key=lambda c: c.p_value))
         return out

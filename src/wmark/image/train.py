@@ -150,6 +150,13 @@ def make_attack(gen, strength: float = 1.0, heavy: bool = False):
         x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
         return x[..., y0:y0 + ch, x0:x0 + cw], (y0, x0)
 
+    def blur(x, sig, k):
+        return kornia.filters.gaussian_blur2d(x, (k, k), (sig, sig))
+
+    def noise(x, sigma_max):  # draws the noise, then its sigma in [0, sigma_max] (the seeded order)
+        z = torch.randn(x.shape, generator=gen).to(x.device)
+        return x + z * _u(gen, 0.0, sigma_max)
+
     def color(x):
         b = _u(gen, 1 - 0.35 * s, 1 + 0.45 * s)
         c = _u(gen, 1 - 0.3 * s, 1 + 0.3 * s)
@@ -172,10 +179,9 @@ def make_attack(gen, strength: float = 1.0, heavy: bool = False):
             ang = torch.full((x.shape[0],), _u(gen, -1.5 * s, 1.5 * s), device=x.device)
             x = kornia.geometry.transform.rotate(x, ang, padding_mode="zeros")
         elif name == "blur":
-            sig = _u(gen, 0.3, 0.3 + 1.4 * s)
-            x = kornia.filters.gaussian_blur2d(x, (7, 7), (sig, sig))
+            x = blur(x, _u(gen, 0.3, 0.3 + 1.4 * s), 7)
         elif name == "noise":
-            x = x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, noise_max * s)
+            x = noise(x, noise_max * s)
         elif name == "color":
             x = color(x)
         elif name == "combo":
@@ -183,9 +189,8 @@ def make_attack(gen, strength: float = 1.0, heavy: bool = False):
             x = rs(x, _u(gen, 1 - 0.4 * s, 1.0))
             x = x * _u(gen, 0.8, 1.3)
         elif name == "degrade":
-            sig = _u(gen, 0.3, 0.3 + 1.9 * s)
-            x = kornia.filters.gaussian_blur2d(x, (9, 9), (sig, sig))
-            x = quant(x + torch.randn(x.shape, generator=gen).to(x.device) * _u(gen, 0.0, 0.12 * s))
+            x = blur(x, _u(gen, 0.3, 0.3 + 1.9 * s), 9)
+            x = quant(noise(x, 0.12 * s))
             x = jpeg(x, _u(gen, 90 - 50 * s, 90))
         if name != "crop" and float(torch.rand((), generator=gen)) < 0.5:
             x, off = crop(x, _u(gen, 0.5, 1.0))  # translation: exercises the shift alignment
@@ -234,8 +239,10 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
     torch.manual_seed(seed)
     base_sha = None
     if finetune_decoder:
+        from wmark.image.model import weights_blob
+
         src = Path(finetune_decoder)
-        blob0 = src.read_bytes() if src.is_file() else ImageWatermarker.load(finetune_decoder).to_bytes()
+        blob0 = src.read_bytes() if src.is_file() else weights_blob(finetune_decoder)
         base_sha = hashlib.sha256(blob0).hexdigest()
         model = ImageWatermarker.from_bytes(blob0).to(dev)
         model.encoder.requires_grad_(False)
