@@ -10,7 +10,10 @@ erasures from the per-bit confidences); that p-value is the union bound over all
 the binomial tail of the agreement count (see :mod:`wmark.codes`). It is combined (Bonferroni x2)
 with the exact binomial tail against the default payload's codeword (payload None = zeros), so
 images marked without a payload detect at full strength. With ``payload=`` given, the exact binomial
-tail against that one codeword is used instead. Geometric search multiplies by its K hypotheses.
+tail against that one codeword is used instead, at the shift of largest logit energy and at the
+cyclic shift that agrees best with the codeword (x t*t shifts; the two tests Bonferroni x2): a known
+payload still finds its tile alignment where heavy noise hides it from the key-blind energy.
+Geometric search multiplies by its K hypotheses.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ import torch.nn as nn
 
 from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
 from wmark.image import io as imio
-from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, luma, perceptual_mask,
-                              resize, shape_residual, standardize)
+from wmark.image.nets import (Decoder, Encoder, apply_residual, best_shift_logits, bits_to_signs, fold, luma,
+                              perceptual_mask, resize, shape_residual, standardize)
 
 DEFAULT_ALPHA = 1e-3
 
@@ -260,17 +263,33 @@ class ImageWatermarker(nn.Module):
         self.eval()
         return read_logits(self.decoder, x.to(self.device), self.null_bias)
 
-    def _decide(self, lg: np.ndarray, key, payload=None, alpha: float = DEFAULT_ALPHA, mult: int = 1) -> Detection:
+    def _decide(self, lg: np.ndarray, key, payload=None, alpha: float = DEFAULT_ALPHA, mult: int = 1,
+                shifts: np.ndarray | None = None) -> Detection:
         """Logits [n] of one image -> Detection; the p-value is multiplied by ``mult`` (Bonferroni over
-        the geometric hypotheses searched)."""
+        the geometric hypotheses searched). ``shifts`` [n, S]: the logits at every cyclic shift, used
+        with a known ``payload`` to test the shift that agrees best with its codeword (x S); the bits
+        reported are that shift's only where that test detects (the best of S shifts agrees with any
+        codeword about 64% of the time, so elsewhere the key-blind shift's bits are kept)."""
+        n = self.code.n_bits
+        if payload is not None:
+            expected = self.code.encode(payload, key)
+            agree = int((expected == (lg > 0)).sum())
+            p = float(known_payload_pvalue(agree, n))
+            if shifts is not None:  # the codeword's own alignment: best of S shifts, Bonferroni x S, x2
+                agree_s = ((shifts > 0) == expected[:, None].astype(bool)).sum(0)
+                j = int(agree_s.argmax())
+                p_s = float(known_payload_pvalue(int(agree_s[j]), n)) * shifts.shape[1]
+                if p_s < p and 2.0 * p_s * mult < alpha:  # report that alignment's bits only when it detects
+                    lg, agree = shifts[:, j], int(agree_s[j])
+                p = 2.0 * min(p, p_s)
+            hard = (lg > 0).astype(np.uint8)
+            conf = np.abs(np.tanh(lg / 2))
+            r = self.code.decode(hard, key, conf)
+            p = min(1.0, p * mult)
+            return Detection(p < alpha, p, r.payload, hard, conf, agree, n, r.n_corrected, alpha)
         hard = (lg > 0).astype(np.uint8)
         conf = np.abs(np.tanh(lg / 2))  # |2 sigmoid - 1|
         r = self.code.decode(hard, key, conf)
-        if payload is not None:
-            expected = self.code.encode(payload, key)
-            agree = int((expected == hard).sum())
-            p = min(1.0, float(known_payload_pvalue(agree, self.code.n_bits)) * mult)
-            return Detection(p < alpha, p, r.payload, hard, conf, agree, self.code.n_bits, r.n_corrected, alpha)
         # unknown payload: the best of (any RS codeword, union bound) and (the default all-zero
         # payload, exact binomial), Bonferroni x2 -- marks made without a payload detect strongly
         ref = self.code.encode(None, key)
@@ -285,9 +304,18 @@ class ImageWatermarker(nn.Module):
                          r.n_corrected, alpha)
 
     def _detect_logits(self, logits: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
-                       mult: int = 1) -> list[Detection]:
+                       mult: int = 1, shifts: torch.Tensor | None = None) -> list[Detection]:
+        """Logits [B, n] (and optionally those at every shift [B, n, S]) -> one Detection per image."""
         lg = logits.detach().cpu().double().numpy()
-        return [self._decide(lg[i], key, payload, alpha, mult) for i in range(lg.shape[0])]
+        sh = None if shifts is None or payload is None else shifts.detach().cpu().double().numpy()
+        return [self._decide(lg[i], key, payload, alpha, mult, None if sh is None else sh[i])
+                for i in range(lg.shape[0])]
+
+    def _read_all(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prefilter output [B, C, h, w] -> (logits [B, n] at the shift of largest energy, logits at
+        every cyclic shift [B, n, t * t]), both minus the null bias (same numbers as :meth:`logits_tensor`)."""
+        al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
+        return best_shift_logits(al) - self.null_bias, (al - self.null_bias.view(1, -1, 1, 1)).flatten(2)
 
     def lattice(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The strongest lattice frequencies of this encoder's tiles and their weights (cached)."""
@@ -313,26 +341,30 @@ class ImageWatermarker(nn.Module):
                 features = self.decoder.features(x)
         return estimate_geometry(features.float().cpu(), pts, wts, self.config.tile, max_side=384, highpass=False)
 
-    def _scored(self, features: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """Prefilter output [1, C, h, w] -> (peak ratio, logits [1, n] at the best cyclic shift).
+    def _scored(self, features: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """Prefilter output [1, C, h, w] -> (peak ratio, logits [1, n] at the best cyclic shift, logits
+        at every shift [1, n, t * t]), logits minus the null bias.
 
         The peak ratio = the largest logit energy over cyclic shifts / its median: about 1-2 without
         a mark (or under the wrong geometry) and large when one alignment stands out. Unlike the raw
         energy it does not grow with the view's size or smoothness, and it ignores the signs and the
         key (so choosing among views by it keeps the bits uniform under the null)."""
-        al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
-        e = (al - self.null_bias.view(1, -1, 1, 1)).pow(2).sum(1).flatten(1)[0]  # [t * t]
+        al = (self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
+              - self.null_bias.view(1, -1, 1, 1)).flatten(2)  # [1, n, t * t]
+        e = al.pow(2).sum(1)[0]  # [t * t]
         i = int(e.argmax())
-        return float(e[i] / e.median().clamp_min(1e-12)), al.flatten(2)[..., i]
+        return float(e[i] / e.median().clamp_min(1e-12)), al[..., i], al
 
-    def _pick(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor]:
-        """(index, peak ratio, logits [1, n]) of the view with the largest peak ratio."""
+    def _pick(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor, torch.Tensor]:
+        """(index, peak ratio, logits [1, n], logits at every shift [1, n, t * t]) of the view with the
+        largest peak ratio."""
         scored = [self._scored(self.decoder.features(v)) for v in views]
-        j = int(np.argmax([r for r, _ in scored]))
-        return j, scored[j][0], scored[j][1]
+        j = int(np.argmax([sc[0] for sc in scored]))
+        return (j, *scored[j])
 
-    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor:
-        """Logits [1, n] of luminance y [1, 1, H, W] with the estimated rotation / scale undone. Each
+    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [1, n] (and at every shift [1, n, t * t]) of luminance y [1, 1, H, W] with the
+        estimated rotation / scale undone. Each
         choice is by peak ratio
         (sign- and key-blind): the estimate or a square-lattice alias (theta + 45, scale * or /
         sqrt 2, sharing half the lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45,
@@ -347,9 +379,9 @@ class ImageWatermarker(nn.Module):
         ang = angles[self._pick([geometry_view(y, a, scale) for a in angles])[0]]
         scales = [scale, scale * 0.997, scale * 1.003] + ([1.0] if abs(scale - 1) < 0.008 else [])
         views = [geometry_view(y, ang, s) for s in scales]
-        j, r, lg = self._pick(views)
-        _, r_phase, lg_phase = self._pick(phase_views(views[j]))
-        return lg if r >= r_phase else lg_phase
+        j, r, lg, sh = self._pick(views)
+        _, r_phase, lg_phase, sh_phase = self._pick(phase_views(views[j]))
+        return (lg, sh) if r >= r_phase else (lg_phase, sh_phase)
 
     @torch.no_grad()
     def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
@@ -367,8 +399,8 @@ class ImageWatermarker(nn.Module):
         k = N_HYPOTHESES
         y = _decode_view(luma(x))
         feats = self.decoder.features(y)
-        first_logits = self.decoder.read(feats)
-        first = self._detect_logits(first_logits - self.null_bias, key, payload, alpha, k)
+        lg0, sh0 = self._read_all(feats)
+        first = self._detect_logits(lg0, key, payload, alpha, k, sh0)
         out = []
         for i, d in enumerate(first):
             if d.detected and d.agree == d.n_bits:
@@ -382,15 +414,15 @@ class ImageWatermarker(nn.Module):
             cands = [d]
             geometric = abs(ang) > 0.05 or abs(scale - 1) > 0.004
             if not geometric:  # odd crop offsets: the best 2x2 pooling phase
-                r0, _ = self._scored(feats[i:i + 1])
-                _, r1, lg1 = self._pick(phase_views(yi))
+                r0 = self._scored(feats[i:i + 1])[0]
+                _, r1, lg1, sh1 = self._pick(phase_views(yi))
                 if r1 > r0:
-                    cands.append(self._detect_logits(lg1 - self.null_bias, key, payload, alpha, k)[0])
+                    cands.append(self._detect_logits(lg1, key, payload, alpha, k, sh1)[0])
             if not any(c.detected for c in cands):
-                logits = [self.decoder(yi.flip(-1))]
+                reads = [self._read_all(self.decoder.features(yi.flip(-1)))]
                 if geometric:
-                    logits.append(self._geometry_logits(yi, ang, scale))
-                cands += [self._detect_logits(lg - self.null_bias, key, payload, alpha, k)[0] for lg in logits]
+                    reads.append(self._geometry_logits(yi, ang, scale))
+                cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in reads]
             out.append(min(cands, key=lambda c: c.p_value))
         return out
 
@@ -408,14 +440,20 @@ class ImageWatermarker(nn.Module):
 
         ``search`` also tries the other 2x2 pooling phases, the rotation / scale estimated from the
         mark's tile lattice and a mirror image (4 hypotheses, Bonferroni-corrected) when the image as
-        given does not read cleanly; ``payload`` tests one known payload (exact binomial tail)."""
+        given does not read cleanly; ``payload`` tests one known payload (exact binomial tail, at the
+        key-blind shift and at the shift that agrees best with its codeword: see the module doc)."""
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
         for x in xs:
             if search:
                 dets.extend(self._detect_search(x, key, payload, alpha))
-            else:
+            elif payload is None:
                 dets.extend(self._detect_logits(self.logits_tensor(x), key, payload, alpha))
+            else:
+                with torch.no_grad():
+                    self.eval()
+                    lg, sh = self._read_all(self.decoder.features(_decode_view(x.to(self.device))))
+                dets.extend(self._detect_logits(lg, key, payload, alpha, shifts=sh))
         return dets[0] if single else dets
 
     @torch.no_grad()
