@@ -44,7 +44,8 @@ def test_quick_schema(quick_run) -> None:
     assert res["config"]["attacks"] == ["jpeg", "noise", "pgd"]
     assert res["config"]["strengths"] == [0.0, 1.0]
     assert "wmark" in res["methods"] and res["methods"]["wmark"]["n_images"] == 1
-    assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "dwtDct"}
+    assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "wmark-known", "dwtDct"}
+    assert res["methods"]["wmark-known"]["variant_of"] == "wmark"
     for c in res["cells"]:
         assert CELL_KEYS <= set(c)
         assert 0.0 <= c["bit_acc"] <= 1.0 and c["n"] >= 1
@@ -52,7 +53,7 @@ def test_quick_schema(quick_run) -> None:
         assert all(0.0 <= v <= 1.0 for v in c["tpr"].values())
         assert c["tpr"][alpha_key(1e-6)] <= c["tpr"][alpha_key(1e-3)]
     # pgd is white-box against wmark only; every method has every other (attack, strength)
-    assert {c["method"] for c in res["cells"] if c["attack"] == "pgd"} == {"wmark"}
+    assert {c["method"] for c in res["cells"] if c["attack"] == "pgd"} == {"wmark", "wmark-known"}
     for m in res["methods"]:
         got = {(c["attack"], c["strength"]) for c in res["cells"] if c["method"] == m}
         want = {("none", 0.0)} | {(a, s) for a in ("jpeg", "noise") for s in (0.0, 1.0)}
@@ -83,6 +84,31 @@ def test_quick_outputs(quick_run) -> None:
         assert f"### {a}" in md
     for name in ("bit_accuracy.png", "tpr_1e-6.png"):
         assert (out / name).read_bytes()[:8] == PNG
+
+
+def test_known_payload_readout_is_never_weaker(quick_run) -> None:
+    """wmark-known reads the same attacked images with the payload given: its p-value tests the blind
+    shift too (x2), so it detects wherever the blind read does at clean strength."""
+    _, res = quick_run
+    by = {(c["method"], c["attack"], c["strength"]): c for c in res["cells"]}
+    clean, known = by["wmark", "none", 0.0], by["wmark-known", "none", 0.0]
+    assert known["tpr"][alpha_key(1e-6)] >= clean["tpr"][alpha_key(1e-6)]
+    assert known["bit_acc"] == pytest.approx(clean["bit_acc"], abs=0.02)
+
+
+def test_shortfalls_are_paired_by_image() -> None:
+    """The target check compares wmark and a baseline on the images both ran, not on different subsets."""
+    from wmark.robustness import Sample, shortfalls
+
+    def s(m, i, acc):
+        return Sample(m, i, "blur", 0.5, acc, 0.5, 30.0, 0.9)
+
+    # wmark: 1.0 on image 0, 0.6 on image 1 (mean 0.8); rivaGan ran on image 0 only (0.9)
+    samples = [s("wmark", 0, 1.0), s("wmark", 1, 0.6), s("rivaGan", 0, 0.9), s("dwtDct", 0, 0.9), s("dwtDct", 1, 0.9),
+               Sample("wmark", 0, "blur", 0.75, 0.1, 1.0, 1.0, 0.1), Sample("dwtDct", 0, "blur", 0.75, 0.9, 0, 1, 0.1)]
+    got = shortfalls(samples)
+    assert [(d["baseline"], d["n_images"]) for d in got] == [("dwtDct", 2)]  # 0.8 < 0.9; strength 0.75 ignored
+    assert got[0]["bit_acc"] == pytest.approx(0.8) and got[0]["baseline_bit_acc"] == pytest.approx(0.9)
 
 
 def test_binomial_pvalue_closed_form() -> None:
