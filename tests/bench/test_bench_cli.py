@@ -44,7 +44,7 @@ def test_quick_schema(quick_run) -> None:
     assert res["config"]["attacks"] == ["jpeg", "noise", "pgd"]
     assert res["config"]["strengths"] == [0.0, 1.0]
     assert "wmark" in res["methods"] and res["methods"]["wmark"]["n_images"] == 1
-    assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "wmark-known", "dwtDct"}
+    assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "wmark-payload", "wmark-known", "dwtDct"}
     assert res["methods"]["wmark-known"]["variant_of"] == "wmark"
     for c in res["cells"]:
         assert CELL_KEYS <= set(c)
@@ -53,7 +53,7 @@ def test_quick_schema(quick_run) -> None:
         assert all(0.0 <= v <= 1.0 for v in c["tpr"].values())
         assert c["tpr"][alpha_key(1e-6)] <= c["tpr"][alpha_key(1e-3)]
     # pgd is white-box against wmark only; every method has every other (attack, strength)
-    assert {c["method"] for c in res["cells"] if c["attack"] == "pgd"} == {"wmark", "wmark-known"}
+    assert {c["method"] for c in res["cells"] if c["attack"] == "pgd"} == {"wmark", "wmark-payload", "wmark-known"}
     for m in res["methods"]:
         got = {(c["attack"], c["strength"]) for c in res["cells"] if c["method"] == m}
         want = {("none", 0.0)} | {(a, s) for a in ("jpeg", "noise") for s in (0.0, 1.0)}
@@ -94,6 +94,11 @@ def test_known_payload_readout_is_never_weaker(quick_run) -> None:
     clean, known = by["wmark", "none", 0.0], by["wmark-known", "none", 0.0]
     assert known["tpr"][alpha_key(1e-6)] >= clean["tpr"][alpha_key(1e-6)]
     assert known["bit_acc"] == pytest.approx(clean["bit_acc"], abs=0.02)
+    # the 48-bit message it returns is exact wherever the blind read detects (RS corrects raw bit errors)
+    message = by["wmark-payload", "none", 0.0]
+    assert message["tpr"] == clean["tpr"]
+    if clean["tpr"][alpha_key(1e-3)] == 1.0:
+        assert message["bit_acc"] == 1.0
 
 
 def test_shortfalls_are_paired_by_image() -> None:
