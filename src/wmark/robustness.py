@@ -203,6 +203,7 @@ class WmarkMethod:
                 "wmark-known": "calibrated detector p-value with the carried payload known to the detector "
                                "(exact binomial tail at the key-blind shift and at the best-agreeing of 1024 "
                                "cyclic shifts, x2048; geometric search Bonferroni-corrected)"}
+    variant_bits = {"wmark-payload": 48}  # bits scored by a variant, where not the carried codeword's
 
     def __init__(self) -> None:
         from wmark.image.model import load
@@ -623,6 +624,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
                    "seconds": round(sum(r[4] for r in rs), 1)}
         for v, doc in method.variants.items():
             info[v] = {**info[m], "p_value": doc, "variant_of": m}
+            info[v]["n_bits"] = getattr(method, "variant_bits", {}).get(v, info[v]["n_bits"])
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),

@@ -46,6 +46,7 @@ def test_quick_schema(quick_run) -> None:
     assert "wmark" in res["methods"] and res["methods"]["wmark"]["n_images"] == 1
     assert set(res["methods"]) | set(res["skipped"]) == {"wmark", "wmark-payload", "wmark-known", "dwtDct"}
     assert res["methods"]["wmark-known"]["variant_of"] == "wmark"
+    assert res["methods"]["wmark-payload"]["n_bits"] == 48 and res["methods"]["wmark"]["n_bits"] == 128
     for c in res["cells"]:
         assert CELL_KEYS <= set(c)
         assert 0.0 <= c["bit_acc"] <= 1.0 and c["n"] >= 1
