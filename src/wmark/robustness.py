@@ -744,7 +744,11 @@ def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[
     cols = min(4, max(1, len(attacks)))
     rows = math.ceil(len(attacks) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
-    colour = {k: f"C{i % 10}" for i, k in enumerate(dict.fromkeys(line_key(c) for c in cells))}
+    order = list(dict.fromkeys(line_key(c) for c in cells))
+    colour = {k: f"C{i % 10}" for i, k in enumerate(order)}
+    # lines that coincide stay visible: earlier lines wider, each with its own marker
+    width = {k: max(1.0, 3.0 - 0.5 * i) for i, k in enumerate(order)}
+    marker = {k: "osD^vx<>"[i % 8] for i, k in enumerate(order)}
     for ax, a in zip(axes.flat, attacks):
         lines: dict[str, list[Any]] = {}
         for c in cells:
@@ -752,8 +756,8 @@ def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[
                 lines.setdefault(line_key(c), []).append(c)
         for label, cs in lines.items():
             cs = sorted(cs, key=x_of)
-            ax.plot([x_of(c) for c in cs], [metric(c) for c in cs], marker="o", ms=3, label=label,
-                    color=colour[label])
+            ax.plot([x_of(c) for c in cs], [metric(c) for c in cs], marker=marker[label], ms=3, label=label,
+                    color=colour[label], lw=width[label])
         ax.set_title(a, fontsize=9)
         ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
