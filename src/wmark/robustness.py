@@ -181,6 +181,7 @@ class Method(Protocol):
     name: str
     p_value_doc: str
     variants: dict[str, str]  # variant method name -> its p-value doc (read-outs reported beside it)
+    variant_bits: dict[str, int]  # bits a variant scores, where not the carried ones
 
     def embed(self, image: np.ndarray, rng: np.random.Generator) -> Marked: ...
 
@@ -256,6 +257,7 @@ class ImwatermarkMethod:
 
     p_value_doc = "P[Binomial(32, 1/2) >= matching bits] against the image's own 32-bit message"
     variants: dict[str, str] = {}
+    variant_bits: dict[str, int] = {}
 
     def __init__(self, method: str) -> None:
         import cv2  # noqa: F401  (fail here, not per image)
@@ -624,7 +626,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
                    "seconds": round(sum(r[4] for r in rs), 1)}
         for v, doc in method.variants.items():
             info[v] = {**info[m], "p_value": doc, "variant_of": m}
-            info[v]["n_bits"] = getattr(method, "variant_bits", {}).get(v, info[v]["n_bits"])
+            info[v]["n_bits"] = method.variant_bits.get(v, info[v]["n_bits"])
     cells = aggregate(samples)
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
@@ -638,8 +640,9 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
              "identical images show 100 dB.",
              "Images are 8-bit quantised after embedding and after every attack.",
              "pgd is white-box against wmark's own decoder and is run for wmark only.")
-    notes += () if "wmark-known" not in info else ("wmark-known: the same attacked images read with the carried payload given to the detector; its bits "
-              "come from the codeword's best-agreeing alignment only where that test detects.",)
+    if "wmark-known" in info:
+        notes += ("wmark-known: the same attacked images read with the carried payload given to the detector; "
+                  "its bits come from the codeword's best-agreeing alignment only where that test detects.",)
     res = RobustnessResult(config, info, skipped, cells, breaking_points(cells), time.perf_counter() - t0, notes,
                            shortfalls(samples))
     write_outputs(res, out)

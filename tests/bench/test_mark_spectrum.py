@@ -1,26 +1,16 @@
 """bench/mark_spectrum.py: the shipped mark's energy per frequency band and what a blur keeps."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
-REPO = Path(__file__).resolve().parents[2]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("mark_spectrum", REPO / "bench" / "mark_spectrum.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_spectrum_fractions(tmp_path) -> None:
-    mod = _module()
+def test_spectrum_fractions(tmp_path, bench_script) -> None:
+    mod = bench_script("mark_spectrum")
     assert mod.main(["--n", "16", "--out", str(tmp_path / "s.json")]) == 0
     res = json.loads((tmp_path / "s.json").read_text())
     assert math.isclose(sum(res["bands"].values()), 1.0, abs_tol=1e-9)  # the bands cover every frequency
@@ -29,6 +19,6 @@ def test_spectrum_fractions(tmp_path) -> None:
     assert 0.0 < res["mean_frequency"] < 0.5
 
 
-def test_bad_n_is_an_error(tmp_path) -> None:
+def test_bad_n_is_an_error(tmp_path, bench_script) -> None:
     with pytest.raises(SystemExit, match="--n must be >= 1"):
-        _module().main(["--n", "0", "--out", str(tmp_path / "s.json")])
+        bench_script("mark_spectrum").main(["--n", "0", "--out", str(tmp_path / "s.json")])

@@ -1,9 +1,7 @@
 """FPR on unmarked LM text: ``--fpr-n`` of ``wmark bench text-robustness`` and bench/text_fpr_lm.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,6 @@ from wmark.cli import main
 from wmark.stats import clopper_pearson
 from wmark.text_robustness import TextRobustnessConfig, fpr_record, run_text_robustness
 
-REPO = Path(__file__).resolve().parents[2]
 FPR_KEYS = {"n", "k@1e-02", "fpr@1e-02", "fpr@1e-02_lower95", "fpr@1e-02_upper95",
             "k@1e-03", "fpr@1e-03", "fpr@1e-03_lower95", "fpr@1e-03_upper95", "min_p"}
 
@@ -56,15 +53,8 @@ def test_fpr_n_bad_value_is_one_line_error(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("text_fpr_lm", REPO / "bench" / "text_fpr_lm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_text_fpr_lm_script(tmp_path) -> None:
-    mod = _script()
+def test_text_fpr_lm_script(tmp_path, bench_script) -> None:
+    mod = bench_script("text_fpr_lm")
     out, cache = tmp_path / "fpr.json", tmp_path / "tokens.npz"
     args = ["--length", "12", "--batch", "2", "--schemes", "kgw-lefthash,gumbel,tournament",
             "--cache", str(cache), "--out", str(out)]
@@ -94,7 +84,7 @@ def test_text_fpr_lm_script(tmp_path) -> None:
 @pytest.mark.parametrize("args, message", [(["--n", "0"], "--n, --length and --batch must be >= 1"),
                                            (["--other-keys", "-1"], "--other-keys must be >= 0"),
                                            (["--schemes", "kgw-lefthash,nope"], "unknown text scheme 'nope'")])
-def test_text_fpr_lm_bad_args(tmp_path, capsys, args, message) -> None:
-    assert _script().main([*args, "--out", str(tmp_path / "x.json")]) == 2
+def test_text_fpr_lm_bad_args(tmp_path, capsys, args, message, bench_script) -> None:
+    assert bench_script("text_fpr_lm").main([*args, "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and message in err and not (tmp_path / "x.json").exists()

@@ -240,10 +240,9 @@ def erase(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor:
 
 # -- filtering and noise ----------------------------------------------------------------------------
 def _gauss(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from kornia.filters import gaussian_blur2d
+    from wmark.image.nets import gaussian_blur
 
-    k = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type="replicate")
+    return gaussian_blur(x, sigma, "replicate")
 
 
 def blur(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor:

@@ -30,8 +30,8 @@ import torch.nn as nn
 
 from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
 from wmark.image import io as imio
-from wmark.image.nets import (Decoder, Encoder, apply_residual, best_shift_logits, bits_to_signs, fold, luma,
-                              perceptual_mask, resize, shape_residual, standardize)
+from wmark.image.nets import (Decoder, Encoder, apply_residual, best_shift_logits, bits_to_signs, fold,
+                              gaussian_blur, luma, perceptual_mask, resize, shape_residual, standardize)
 
 DEFAULT_ALPHA = 1e-3
 
@@ -133,10 +133,7 @@ DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read when ve
 def denoise_view(y: torch.Tensor, sigma: float) -> torch.Tensor:
     """Luminance y [B, 1, H, W] low-passed by a Gaussian of ``sigma`` native px (same shape): trades the
     mark's highest frequencies for much less broadband noise."""
-    from kornia.filters import gaussian_blur2d
-
-    k = 2 * math.ceil(3 * sigma) + 1
-    return gaussian_blur2d(y, (k, k), (sigma, sigma), border_type="reflect")
+    return gaussian_blur(y, sigma, "reflect")
 
 
 def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
@@ -292,26 +289,24 @@ class ImageWatermarker(nn.Module):
                 if p_s < p and 2.0 * p_s * mult < alpha:  # report that alignment's bits only when it detects
                     lg, agree = shifts[:, j], int(agree_s[j])
                 p = 2.0 * min(p, p_s)
-            hard = (lg > 0).astype(np.uint8)
-            conf = np.abs(np.tanh(lg / 2))
-            r = self.code.decode(hard, key, conf)
-            p = min(1.0, p * mult)
-            return Detection(p < alpha, p, r.payload, hard, conf, agree, n, r.n_corrected, alpha)
         hard = (lg > 0).astype(np.uint8)
         conf = np.abs(np.tanh(lg / 2))  # |2 sigmoid - 1|
         r = self.code.decode(hard, key, conf)
+        if payload is not None:
+            p = min(1.0, p * mult)
+            return Detection(p < alpha, p, r.payload, hard, conf, agree, n, r.n_corrected, alpha)
         # unknown payload: the best of (any RS codeword, union bound) and (the default all-zero
         # payload, exact binomial), Bonferroni x2 -- marks made without a payload detect strongly
         ref = self.code.encode(None, key)
         agree0 = int((ref == hard).sum())
-        p0 = float(known_payload_pvalue(agree0, self.code.n_bits))
+        p0 = float(known_payload_pvalue(agree0, n))
         if p0 < r.p_value:
             p, payload_read, agree = p0, bytes(self.code.data_bytes), agree0
         else:
             p, payload_read, agree = r.p_value, r.payload, r.agree
         p = min(1.0, 2.0 * p * mult)
-        return Detection(p < alpha, p, payload_read if p < alpha else None, hard, conf, agree, self.code.n_bits,
-                         r.n_corrected, alpha)
+        return Detection(p < alpha, p, payload_read if p < alpha else None, hard, conf, agree, n, r.n_corrected,
+                         alpha)
 
     def _detect_logits(self, logits: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
                        mult: int = 1, shifts: torch.Tensor | None = None) -> list[Detection]:
@@ -359,8 +354,7 @@ class ImageWatermarker(nn.Module):
         a mark (or under the wrong geometry) and large when one alignment stands out. Unlike the raw
         energy it does not grow with the view's size or smoothness, and it ignores the signs and the
         key (so choosing among views by it keeps the bits uniform under the null)."""
-        al = (self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
-              - self.null_bias.view(1, -1, 1, 1)).flatten(2)  # [1, n, t * t]
+        al = self._read_all(features)[1]  # [1, n, t * t]
         e = al.pow(2).sum(1)[0]  # [t * t]
         i = int(e.argmax())
         return float(e[i] / e.median().clamp_min(1e-12)), al[..., i], al

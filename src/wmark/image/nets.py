@@ -43,6 +43,14 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=down)
 
 
+def gaussian_blur(x: torch.Tensor, sigma: float, border: str = "replicate") -> torch.Tensor:
+    """Gaussian filter of ``sigma`` px (kernel 2 ceil(3 sigma) + 1, kornia), [B, C, H, W] -> same."""
+    from kornia.filters import gaussian_blur2d
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur2d(x, (k, k), (sigma, sigma), border_type=border)
+
+
 def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
     """Mean filter with a k x k window (replicate padding), [B, C, H, W] -> same."""
     p = k // 2
