@@ -240,6 +240,43 @@ def test_known_payload_finds_alignment_under_noise(wm, photos, demo_key):
     assert ds.detected and (ds.bits == res.bits).mean() >= (d.bits == res.bits).mean()
 
 
+def test_blind_search_reads_denoised_views_under_noise(wm, photos, demo_key):
+    """Blind, heavy blur + noise + JPEG: no hypothesis detects, and the bits reported come from the raw
+    and low-passed reads summed -- more of them right than the single raw read; the p-value is still the
+    smallest over the hypotheses (the raw read's among them, x its Bonferroni factor)."""
+    from wmark.attacks import get_attack
+    from wmark.image.model import N_HYPOTHESES
+
+    accs = []
+    for i, photo in enumerate(photos):
+        res = wm.embed(photo, demo_key, PAYLOAD)
+        x = torch.from_numpy(res.images.copy()).permute(2, 0, 1)[None].float() / 255
+        y = get_attack("degradation")(x, 0.4, torch.Generator().manual_seed(i))
+        y = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
+        single, ds = wm.detect(y, demo_key, search=False), wm.detect(y, demo_key)
+        assert not ds.detected and ds.payload is None
+        assert ds.p_value <= min(1.0, single.p_value * (N_HYPOTHESES + 1)) * (1 + 1e-9)
+        accs.append(((single.bits == res.bits).mean(), (ds.bits == res.bits).mean()))
+    raw, multi = np.mean(accs, 0)
+    assert multi > raw + 0.03, (raw, multi)
+
+
+def test_combine_views_scale_and_shape():
+    """combine_views: shape [B, n] / [B, n, S]; one view is returned unchanged (best shift by energy);
+    a view repeated adds nothing; a view's overall scale does not change the combination."""
+    from wmark.image.model import combine_views
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 16, 9, generator=g), torch.randn(2, 16, 9, generator=g)
+    lg, al = combine_views([a])
+    assert lg.shape == (2, 16) and al.shape == (2, 16, 9)
+    assert torch.allclose(al, a)
+    i = a.pow(2).sum(1).argmax(-1)
+    assert torch.allclose(lg, a[torch.arange(2), :, i])
+    assert torch.allclose(combine_views([a, a])[1], a, atol=1e-6)
+    assert torch.allclose(combine_views([a, 5 * b])[1], combine_views([a, b])[1], atol=1e-5)
+
+
 @pytest.mark.parametrize("content,msg", [(b"", "empty"), (b"hello, not an image", "not an image"),
                                          (None, "cannot read")])
 def test_bad_files(tmp_path, content, msg):

@@ -13,7 +13,9 @@ images marked without a payload detect at full strength. With ``payload=`` given
 tail against that one codeword is used instead, at the shift of largest logit energy and at the
 cyclic shift that agrees best with the codeword (x t*t shifts; the two tests Bonferroni x2): a known
 payload still finds its tile alignment where heavy noise hides it from the key-blind energy.
-Geometric search multiplies by its K hypotheses.
+Geometric search multiplies by its K hypotheses; one of them, blind, is the raw read summed with reads
+of the image low-passed at ``DENOISE_SIGMAS`` (:func:`combine_views`), whose bits are reported where no
+hypothesis detects (under heavy noise they carry more of the message than the raw read).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import hashlib
 import math
 import io as _io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,13 +129,29 @@ ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimat
 PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): the 2x2 pooling phase
 N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the tile lattice; mirrored
 LATTICE_MIN = 1.75  # lattice score below which no search is tried (unmarked crops: max 1.67 at 64 px)
-DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read when verifying a known payload
+DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read (blind: summed with the raw read)
 
 
 def denoise_view(y: torch.Tensor, sigma: float) -> torch.Tensor:
     """Luminance y [B, 1, H, W] low-passed by a Gaussian of ``sigma`` native px (same shape): trades the
     mark's highest frequencies for much less broadband noise."""
     return gaussian_blur(y, sigma, "reflect")
+
+
+def combine_views(shifts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at every cyclic shift of several views of the same image, each [B, n, S] -> (logits
+    [B, n] at the shift of largest combined energy, combined logits [B, n, S]). Each view is divided
+    by the square root of its median shift energy (its scale where no alignment stands out) before
+    summing; the sum is rescaled to the first view's scale. Key-blind, so the bits stay uniform under
+    the null."""
+    def med(a: torch.Tensor) -> torch.Tensor:  # [B, 1, 1]
+        return a.pow(2).sum(1).median(-1).values.clamp_min(1e-12).view(-1, 1, 1)
+
+    total = sum(a / med(a).sqrt() for a in shifts)
+    total = total * (med(shifts[0]) / med(total)).sqrt()
+    idx = total.pow(2).sum(1).argmax(-1)  # [B]
+    b, n, _ = total.shape
+    return total.gather(2, idx.view(b, 1, 1).expand(b, n, 1)).squeeze(-1), total
 
 
 def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
@@ -149,6 +167,13 @@ def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: 
     for _ in range(iters):
         x = (y - residual(encoder, x, signs, rms)).clamp(0, 1)
     return x
+
+
+def _best(cands: list[Detection], fallback: Detection | None) -> Detection:
+    """The candidate of smallest p-value; where none detects and a ``fallback`` read is given, that
+    read's bits (and decoding) with the smallest p-value."""
+    best = min(cands, key=lambda c: c.p_value)
+    return best if best.detected or fallback is None else replace(fallback, p_value=best.p_value)
 
 
 def weights_blob(name: str = "default") -> bytes:
@@ -397,12 +422,15 @@ class ImageWatermarker(nn.Module):
         without the key). The image as given is kept if it reads a codeword without a bit error or if
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
-        no hypothesis: the decoder is invariant to them. With a known ``payload``, the image low-passed
-        by each of ``DENOISE_SIGMAS`` is read too (before the lattice gate: noise that hides the
-        alignment also hides the lattice), ``len(DENOISE_SIGMAS)`` more hypotheses."""
+        no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
+        alike, so before the lattice gate the image low-passed by each of ``DENOISE_SIGMAS`` is read
+        too: blind, those reads are summed with the raw one (:func:`combine_views`; one more
+        hypothesis, and the bits reported where no hypothesis detects: the most bits right under
+        noise); with a known ``payload``, each is its own hypothesis at the codeword's best alignment
+        (``len(DENOISE_SIGMAS)`` more)."""
         self.eval()
         x = x.to(self.device)
-        k = N_HYPOTHESES + (len(DENOISE_SIGMAS) if payload is not None else 0)
+        k = N_HYPOTHESES + (len(DENOISE_SIGMAS) if payload is not None else 1)
         y = _decode_view(luma(x))
         feats = self.decoder.features(y)
         lg0, sh0 = self._read_all(feats)
@@ -413,14 +441,17 @@ class ImageWatermarker(nn.Module):
                 out.append(d)
                 continue
             yi = y[i:i + 1]
-            cands = [d]
-            if payload is not None:  # verification: denoised reads, each at the codeword's best alignment
-                for sigma in DENOISE_SIGMAS:
-                    lg, sh = self._read_all(self.decoder.features(denoise_view(yi, sigma)))
-                    cands.append(self._detect_logits(lg, key, payload, alpha, k, sh)[0])
+            cands, fallback = [d], None
+            denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
+            if payload is None:  # blind: the raw and denoised reads summed
+                lg, _ = combine_views([sh0[i:i + 1]] + [sh for _, sh in denoised])
+                fallback = self._detect_logits(lg, key, None, alpha, k)[0]
+                cands.append(fallback)
+            else:  # verification: each denoised read at the codeword's best alignment
+                cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in denoised]
             ang, scale, score = self.estimate_geometry(yi, feats[i:i + 1])
             if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
-                out.append(min(cands, key=lambda c: c.p_value))
+                out.append(_best(cands, fallback))
                 continue
             geometric = abs(ang) > 0.05 or abs(scale - 1) > 0.004
             if not geometric:  # odd crop offsets: the best 2x2 pooling phase
@@ -433,7 +464,7 @@ class ImageWatermarker(nn.Module):
                 if geometric:
                     reads.append(self._geometry_logits(yi, ang, scale))
                 cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in reads]
-            out.append(min(cands, key=lambda c: c.p_value))
+            out.append(_best(cands, fallback))
         return out
 
     def embed(self, images, key, payload: bytes | str | int | None = None) -> Embedded:
@@ -449,9 +480,10 @@ class ImageWatermarker(nn.Module):
         """Detect the mark of ``key``: one :class:`Detection` per image (a list unless one image given).
 
         ``search`` also tries the other 2x2 pooling phases, the rotation / scale estimated from the
-        mark's tile lattice and a mirror image (4 hypotheses, Bonferroni-corrected) when the image as
-        given does not read cleanly; ``payload`` tests one known payload (exact binomial tail, at the
-        key-blind shift and at the shift that agrees best with its codeword: see the module doc)."""
+        mark's tile lattice, a mirror image and the raw + low-passed reads summed (5 hypotheses,
+        Bonferroni-corrected) when the image as given does not read cleanly; ``payload`` tests one
+        known payload (exact binomial tail, at the key-blind shift and at the shift that agrees best
+        with its codeword; the low-passed reads are then 2 hypotheses of their own: see the module doc)."""
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
         for x in xs:
