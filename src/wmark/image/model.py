@@ -423,8 +423,8 @@ class ImageWatermarker(nn.Module):
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
         no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
-        alike, so before the lattice gate the image low-passed by each of ``DENOISE_SIGMAS`` is read
-        too: blind, those reads are summed with the raw one (:func:`combine_views`; one more
+        alike, so where the image as given does not detect, the image low-passed by each of
+        ``DENOISE_SIGMAS`` is read too, before the lattice gate: blind, those reads are summed with the raw one (:func:`combine_views`; one more
         hypothesis, and the bits reported where no hypothesis detects: the most bits right under
         noise); with a known ``payload``, each is its own hypothesis at the codeword's best alignment
         (``len(DENOISE_SIGMAS)`` more)."""
@@ -442,13 +442,14 @@ class ImageWatermarker(nn.Module):
                 continue
             yi = y[i:i + 1]
             cands, fallback = [d], None
-            denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
-            if payload is None:  # blind: the raw and denoised reads summed
-                lg, _ = combine_views([sh0[i:i + 1]] + [sh for _, sh in denoised])
-                fallback = self._detect_logits(lg, key, None, alpha, k)[0]
-                cands.append(fallback)
-            else:  # verification: each denoised read at the codeword's best alignment
-                cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in denoised]
+            if not d.detected:  # low-passed reads: only where the read as given does not detect
+                denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
+                if payload is None:  # blind: the raw and denoised reads summed
+                    lg, _ = combine_views([sh0[i:i + 1]] + [sh for _, sh in denoised])
+                    fallback = self._detect_logits(lg, key, None, alpha, k)[0]
+                    cands.append(fallback)
+                else:  # verification: each denoised read at the codeword's best alignment
+                    cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in denoised]
             ang, scale, score = self.estimate_geometry(yi, feats[i:i + 1])
             if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
                 out.append(_best(cands, fallback))
