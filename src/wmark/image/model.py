@@ -423,11 +423,11 @@ class ImageWatermarker(nn.Module):
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
         no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
-        alike, so the image low-passed by each of ``DENOISE_SIGMAS`` is read too, before the lattice
-        gate. Blind (only where the image as given does not detect), those reads are summed with the
-        raw one (:func:`combine_views`): one more hypothesis, and the bits reported where no
-        hypothesis detects (the most bits right under noise). With a known ``payload``, each is its own
-        hypothesis at the codeword's best alignment (``len(DENOISE_SIGMAS)`` more)."""
+        alike, so where the image as given does not detect, the image low-passed by each of
+        ``DENOISE_SIGMAS`` is read too, before the lattice gate: blind, those reads are summed with the raw one (:func:`combine_views`; one more
+        hypothesis, and the bits reported where no hypothesis detects: the most bits right under
+        noise); with a known ``payload``, each is its own hypothesis at the codeword's best alignment
+        (``len(DENOISE_SIGMAS)`` more)."""
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES + (len(DENOISE_SIGMAS) if payload is not None else 1)
@@ -442,7 +442,7 @@ class ImageWatermarker(nn.Module):
                 continue
             yi = y[i:i + 1]
             cands, fallback = [d], None
-            if payload is not None or not d.detected:  # low-passed reads (blind: only where the raw one fails)
+            if not d.detected:  # low-passed reads: only where the read as given does not detect
                 denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
                 if payload is None:  # blind: the raw and denoised reads summed
                     lg, _ = combine_views([sh0[i:i + 1]] + [sh for _, sh in denoised])
