@@ -424,10 +424,10 @@ class ImageWatermarker(nn.Module):
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
         no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
         alike, so where the image as given does not detect, the image low-passed by each of
-        ``DENOISE_SIGMAS`` is read too, before the lattice gate: blind, those reads are summed with the raw one (:func:`combine_views`; one more
-        hypothesis, and the bits reported where no hypothesis detects: the most bits right under
-        noise); with a known ``payload``, each is its own hypothesis at the codeword's best alignment
-        (``len(DENOISE_SIGMAS)`` more)."""
+        ``DENOISE_SIGMAS`` is read too, before the lattice gate. Blind, those reads are summed with the
+        raw one (:func:`combine_views`): one more hypothesis, and the bits reported where no
+        hypothesis detects (the most bits right under noise). With a known ``payload``, each is its own
+        hypothesis at the codeword's best alignment (``len(DENOISE_SIGMAS)`` more)."""
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES + (len(DENOISE_SIGMAS) if payload is not None else 1)
