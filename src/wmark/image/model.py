@@ -149,9 +149,7 @@ def combine_views(shifts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
 
     total = sum(a / med(a).sqrt() for a in shifts)
     total = total * (med(shifts[0]) / med(total)).sqrt()
-    idx = total.pow(2).sum(1).argmax(-1)  # [B]
-    b, n, _ = total.shape
-    return total.gather(2, idx.view(b, 1, 1).expand(b, n, 1)).squeeze(-1), total
+    return best_shift_logits(total), total
 
 
 def phase_views(y: torch.Tensor) -> list[torch.Tensor]:

@@ -227,9 +227,10 @@ class Decoder(nn.Module):
 
 
 def best_shift_logits(all_logits: torch.Tensor) -> torch.Tensor:
-    """[B, n, t, t] logits at every shift -> [B, n] at the shift with the largest sum of squares."""
-    b, n, t, _ = all_logits.shape
-    flat = all_logits.reshape(b, n, t * t)
+    """[B, n, t, t] (or [B, n, S]) logits at every shift -> [B, n] at the shift with the largest sum of
+    squares."""
+    b, n = all_logits.shape[:2]
+    flat = all_logits.reshape(b, n, -1)
     idx = flat.detach().pow(2).sum(1).argmax(-1)  # [B]
     return flat.gather(2, idx.view(b, 1, 1).expand(b, n, 1)).squeeze(-1)
 
