@@ -310,3 +310,40 @@ def test_functional_core_shapes():
     assert marked.shape == x.shape and logits.shape == (2, 128)
     r = (marked - x)[:, 0]
     assert float(r.pow(2).mean().sqrt()) == pytest.approx(m.config.rms, rel=0.1)
+
+
+def test_weak_known_detection_reads_low_passed_views(wm, shared_data, demo_key, monkeypatch):
+    """A read that detects but with under RECHECK_AGREE of its bits agreeing with the codeword (heavy
+    blur + noise + JPEG) also reads the low-passed views, whose sum is one more hypothesis: on average
+    more bits right than the single read, a p-value no larger than the single read's x its Bonferroni
+    factor. A marked image read with at least that agreement reads no low-passed view."""
+    from wmark.attacks import get_attack
+    from wmark.image import model as M
+
+    views = []
+    denoise = M.denoise_view
+    monkeypatch.setattr(M, "denoise_view", lambda y, s: views.append(s) or denoise(y, s))
+    k = M.N_HYPOTHESES + 1 + len(M.DENOISE_SIGMAS)
+    from PIL import Image
+
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((shared_data / "train").glob("bsds_*.jpg"))[:12]]
+    gains = []
+    for i, photo in enumerate(photos):
+        res = wm.embed(photo, demo_key, PAYLOAD)
+        views.clear()
+        d0 = wm.detect(res.images, demo_key, payload=PAYLOAD)
+        assert d0.detected and (views == []) == (d0.agree >= M.RECHECK_AGREE * d0.n_bits)
+        x = torch.from_numpy(res.images.copy()).permute(2, 0, 1)[None].float() / 255
+        for strength in (0.4, 0.5):
+            y = get_attack("degradation")(x, strength, torch.Generator().manual_seed(i))
+            y = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
+            single = wm.detect(y, demo_key, payload=PAYLOAD, search=False)
+            if not (single.detected and single.agree < M.RECHECK_AGREE * single.n_bits):
+                continue
+            views.clear()
+            ds = wm.detect(y, demo_key, payload=PAYLOAD)
+            assert views == list(M.DENOISE_SIGMAS)
+            assert ds.detected and ds.p_value <= min(1.0, single.p_value * k) * (1 + 1e-9)
+            gains.append((ds.bits == res.bits).mean() - (single.bits == res.bits).mean())
+    assert len(gains) >= 8, f"only {len(gains)} reads in the weak-detection regime"
+    assert np.mean(gains) > 0.01, gains

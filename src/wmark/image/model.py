@@ -13,9 +13,11 @@ images marked without a payload detect at full strength. With ``payload=`` given
 tail against that one codeword is used instead, at the shift of largest logit energy and at the
 cyclic shift that agrees best with the codeword (x t*t shifts; the two tests Bonferroni x2): a known
 payload still finds its tile alignment where heavy noise hides it from the key-blind energy.
-Geometric search multiplies by its K hypotheses; one of them, blind, is the raw read summed with reads
-of the image low-passed at ``DENOISE_SIGMAS`` (:func:`combine_views`), whose bits are reported where no
-hypothesis detects (under heavy noise they carry more of the message than the raw read).
+Geometric search multiplies by its K hypotheses; one of them is the raw read summed with reads of the
+image low-passed at ``DENOISE_SIGMAS`` (:func:`combine_views`), tried where the raw read does not detect
+or agrees with its codeword on fewer than ``RECHECK_AGREE`` of the bits; blind, its bits are reported
+where no hypothesis detects (under heavy noise they carry more of the message than the raw read); with a
+known payload each low-passed read is a hypothesis too.
 """
 from __future__ import annotations
 
@@ -130,6 +132,7 @@ PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): 
 N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the tile lattice; mirrored
 LATTICE_MIN = 1.75  # lattice score below which no search is tried (unmarked crops: max 1.67 at 64 px)
 DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read (blind: summed with the raw read)
+RECHECK_AGREE = 0.9  # a detection whose bits agree with its codeword less than this reads the low-passed views too
 
 
 def denoise_view(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -421,14 +424,16 @@ class ImageWatermarker(nn.Module):
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
         no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
-        alike, so where the image as given does not detect, the image low-passed by each of
-        ``DENOISE_SIGMAS`` is read too, before the lattice gate. Blind, those reads are summed with the
-        raw one (:func:`combine_views`): one more hypothesis, and the bits reported where no
-        hypothesis detects (the most bits right under noise). With a known ``payload``, each is its own
-        hypothesis at the codeword's best alignment (``len(DENOISE_SIGMAS)`` more)."""
+        alike, so where the image as given does not detect, or detects with fewer than
+        ``RECHECK_AGREE`` of its bits agreeing with the codeword, the image low-passed by each of
+        ``DENOISE_SIGMAS`` is read too, before the lattice gate, and those reads are summed with the raw
+        one (:func:`combine_views`). Blind, the sum is one more hypothesis, and the bits reported where
+        no hypothesis detects (the most bits right under noise). With a known ``payload``, the sum and
+        each low-passed read are hypotheses at the codeword's best alignment (``1 +
+        len(DENOISE_SIGMAS)`` more)."""
         self.eval()
         x = x.to(self.device)
-        k = N_HYPOTHESES + (len(DENOISE_SIGMAS) if payload is not None else 1)
+        k = N_HYPOTHESES + 1 + (len(DENOISE_SIGMAS) if payload is not None else 0)
         y = _decode_view(luma(x))
         feats = self.decoder.features(y)
         lg0, sh0 = self._read_all(feats)
@@ -440,14 +445,15 @@ class ImageWatermarker(nn.Module):
                 continue
             yi = y[i:i + 1]
             cands, fallback = [d], None
-            if not d.detected:  # low-passed reads: only where the read as given does not detect
+            if not d.detected or d.agree < RECHECK_AGREE * d.n_bits:  # low-passed reads: noisy images only
                 denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
-                if payload is None:  # blind: the raw and denoised reads summed
-                    lg, _ = combine_views([sh0[i:i + 1]] + [sh for _, sh in denoised])
+                lg, sh = combine_views([sh0[i:i + 1]] + [s for _, s in denoised])  # raw + low-passed, summed
+                if payload is None:  # blind: one hypothesis, and the bits reported where none detects
                     fallback = self._detect_logits(lg, key, None, alpha, k)[0]
                     cands.append(fallback)
-                else:  # verification: each denoised read at the codeword's best alignment
-                    cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in denoised]
+                else:  # verification: the sum and each low-passed read at the codeword's best alignment
+                    cands += [self._detect_logits(lgv, key, payload, alpha, k, shv)[0]
+                              for lgv, shv in [(lg, sh), *denoised]]
             ang, scale, score = self.estimate_geometry(yi, feats[i:i + 1])
             if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
                 out.append(_best(cands, fallback))
@@ -482,7 +488,7 @@ class ImageWatermarker(nn.Module):
         mark's tile lattice, a mirror image and the raw + low-passed reads summed (5 hypotheses,
         Bonferroni-corrected) when the image as given does not read cleanly; ``payload`` tests one
         known payload (exact binomial tail, at the key-blind shift and at the shift that agrees best
-        with its codeword; the low-passed reads are then 2 hypotheses of their own: see the module doc)."""
+        with its codeword; the low-passed reads and their sum are then 3 hypotheses: see the module doc)."""
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
         for x in xs:
