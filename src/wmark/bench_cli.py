@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--jobs", type=int, default=1,
                    help="worker processes, one thread each (e.g. 2 on 2 cores); results do not depend on it")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--weights", default=None, metavar="FILE",
+                   help="image weights file for wmark, e.g. DIR/default.pt from `wmark train image` "
+                        "(default: the shipped weights)")
     r.set_defaults(func=_robustness)
 
     t = bsub.add_parser("text-robustness", help="TPR at FPR 1e-3 vs edit rate for the text schemes (built-in LM)")
@@ -77,7 +80,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
     cfg = RobustnessConfig(out=args.out, images=args.images, attacks=args.attacks, strengths=args.strengths,
                            methods=args.methods, n=args.n, rivagan_n=args.rivagan_n, quick=args.quick,
-                           seed=args.seed, progress=not args.no_progress, jobs=args.jobs)
+                           seed=args.seed, progress=not args.no_progress, jobs=args.jobs, weights=args.weights)
     return _timed(lambda: run_robustness(cfg), args.out)
 
 

@@ -206,11 +206,12 @@ class WmarkMethod:
                                "cyclic shifts, x2048; geometric search Bonferroni-corrected)"}
     variant_bits = {"wmark-payload": 48}  # bits scored by a variant, where not the carried codeword's
 
-    def __init__(self) -> None:
-        from wmark.image.model import load
+    def __init__(self, weights: str | None = None) -> None:
+        from wmark.image.model import ImageWatermarker, load
         from wmark.keys import Key
 
-        self.wm, self.key = load(), Key.demo()
+        self.wm = load() if weights is None else ImageWatermarker.from_bytes(_weights_bytes(weights))
+        self.key = Key.demo()
 
     def embed(self, image: np.ndarray, rng: np.random.Generator) -> Marked:
         payload = rng.bytes(6)
@@ -294,8 +295,32 @@ class ImwatermarkMethod:
         return None if attack == "pgd" else {}
 
 
+def _weights_bytes(path: str) -> bytes:
+    """The bytes of an image weights file given with ``--weights`` (one-line error where unreadable)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such image weights file")
+    return p.read_bytes()
+
+
 def _baseline(method: str) -> Callable[[], Method]:
     return lambda: ImwatermarkMethod(method)
+
+
+def _weights_record(weights: str | None) -> dict[str, str]:
+    """Which image weights wmark ran with: the shipped name or the file's path, and its sha256."""
+    import hashlib
+
+    from wmark.image.model import weights_blob
+
+    blob = weights_blob("default") if weights is None else _weights_bytes(weights)
+    return {"source": "shipped:default" if weights is None else str(weights),
+            "sha256": hashlib.sha256(blob).hexdigest()}
+
+
+def _make(m: str, weights: str | None = None) -> Method:
+    """Method ``m`` (wmark with image ``weights`` where given, else the shipped ones)."""
+    return WmarkMethod(weights) if m == "wmark" and weights is not None else METHODS[m]()
 
 
 #: method name -> factory (raises ImportError / RuntimeError when not runnable here)
@@ -326,6 +351,7 @@ class RobustnessConfig:
     seed: int = 0
     progress: bool = True
     jobs: int = 1
+    weights: str | None = None  # image weights file for wmark (default: the shipped ``default``)
 
 
 @dataclass(frozen=True)
@@ -462,10 +488,10 @@ def _worker_init() -> None:
 
 
 def _task(m: str, idx: int, image: np.ndarray, attacks: Sequence[str], strengths: Sequence[float],
-          seed: int) -> tuple[list[Sample], float, float, int, float]:
+          seed: int, weights: str | None = None) -> tuple[list[Sample], float, float, int, float]:
     """One (method, image) evaluation in a worker process (methods built once per process)."""
     if m not in _WORKER_METHODS:
-        _WORKER_METHODS[m] = METHODS[m]()
+        _WORKER_METHODS[m] = _make(m, weights)
     t = time.perf_counter()
     got, p, q, n_bits = _evaluate(_WORKER_METHODS[m], idx, image, attacks, strengths, seed, lambda k: None)
     return got, p, q, n_bits, time.perf_counter() - t
@@ -579,7 +605,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
             skipped[m] = f"needs images of at least {MIN_PIXELS[m]} pixels (smallest has {small})"
         else:
             try:
-                runnable[m] = METHODS[m]()
+                runnable[m] = _make(m, cfg.weights)
             except Exception as exc:  # noqa: BLE001 - an optional baseline: any import / load failure skips it
                 if m not in OPTIONAL:
                     raise
@@ -601,7 +627,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
 
             order = sorted(runnable, key=lambda m: m != "rivaGan")
             with ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
-                futs = {ex.submit(_task, m, i, images[i], attacks, strengths, cfg.seed): (m, i)
+                futs = {ex.submit(_task, m, i, images[i], attacks, strengths, cfg.seed, cfg.weights): (m, i)
                         for m in order for i in range(n_for[m])}
                 for f in as_completed(futs):
                     results[futs[f]] = f.result()
@@ -631,7 +657,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
               "rivagan_n": cfg.rivagan_n, "quick": cfg.quick, "seed": cfg.seed, "alphas": list(ALPHAS),
-              "jobs": cfg.jobs,
+              "jobs": cfg.jobs, "weights": _weights_record(cfg.weights),
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     notes = ("wmark TPR: Detection.p_value < alpha (its calibrated p-value, payload unknown to the detector).",
              "Baseline TPR: p = P[Binomial(32, 1/2) >= k] for k of 32 bits matching the image's own message "
@@ -674,6 +700,9 @@ def report_markdown(res: RobustnessResult) -> str:
               + f"; p-value = {i['p_value']}"
               for m, i in res.methods.items()]
     lines += [f"- {m} skipped: {why}" for m, why in res.skipped.items()]
+    w = cfg.get("weights")
+    if w and "wmark" in res.methods:
+        lines.append(f"- wmark image weights: {w['source']} (sha256 {w['sha256'][:16]}...)")
     if "rivaGan" in res.methods:
         lines.append(f"- rivaGan runs on the first {res.methods['rivaGan']['n_images']} images only "
                      "(`--rivagan-n`; about 4 s per decode on 2 CPU cores).")

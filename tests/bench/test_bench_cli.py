@@ -192,3 +192,28 @@ def test_text_robustness_tiny(tmp_path) -> None:
     assert 0.0 <= res["fpr"]["kgw-lefthash"]["16"] <= 1.0
     assert "## delete, T = 16" in (out / "report.md").read_text()
     assert (out / "text_robustness.png").read_bytes()[:8] == PNG
+
+
+def test_weights_option_loads_a_trained_file(tmp_path, capsys) -> None:
+    """--weights runs wmark with a weights file (here a copy of the shipped one: identical cells) and
+    records its path and sha256; a missing file is a one-line error and writes nothing."""
+    import hashlib
+
+    from wmark.image.model import weights_blob
+
+    images = _write_images(tmp_path / "images", n=1, size=128)
+    blob = weights_blob("default")
+    (tmp_path / "w.pt").write_bytes(blob)
+    kw = dict(images=str(images), quick=True, attacks=("jpeg",), strengths=(0.5,), methods=("wmark",), n=1,
+              progress=False)
+    shipped = run_robustness(RobustnessConfig(out=str(tmp_path / "s"), **kw))
+    copy = run_robustness(RobustnessConfig(out=str(tmp_path / "c"), weights=str(tmp_path / "w.pt"), **kw))
+    assert copy.cells == shipped.cells
+    assert copy.config["weights"] == {"source": str(tmp_path / "w.pt"), "sha256": hashlib.sha256(blob).hexdigest()}
+    assert shipped.config["weights"]["source"] == "shipped:default"
+    assert "wmark image weights: " in (tmp_path / "c" / "report.md").read_text()
+    rc = main(["bench", "robustness", str(images), "--quick", "--out", str(tmp_path / "o"),
+               "--weights", str(tmp_path / "nope.pt")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "no such image weights file" in err
+    assert not (tmp_path / "o").exists()
