@@ -303,8 +303,8 @@ def _weights_bytes(path: str) -> bytes:
     return p.read_bytes()
 
 
-def _baseline(method: str) -> Callable[[], Method]:
-    return lambda: ImwatermarkMethod(method)
+def _baseline(method: str) -> Callable[..., Method]:
+    return lambda weights=None: ImwatermarkMethod(method)  # wmark's image weights do not concern it
 
 
 def _weights_record(weights: str | None) -> dict[str, str]:
@@ -318,13 +318,10 @@ def _weights_record(weights: str | None) -> dict[str, str]:
             "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-def _make(m: str, weights: str | None = None) -> Method:
-    """Method ``m`` (wmark with image ``weights`` where given, else the shipped ones)."""
-    return WmarkMethod(weights) if m == "wmark" and weights is not None else METHODS[m]()
 
-
-#: method name -> factory (raises ImportError / RuntimeError when not runnable here)
-METHODS: dict[str, Callable[[], Method]] = {
+#: method name -> factory(weights=None) (raises ImportError / RuntimeError when not runnable here);
+#: ``weights``: an image weights file for wmark (None: the shipped ones), ignored by the baselines
+METHODS: dict[str, Callable[..., Method]] = {
     "wmark": WmarkMethod,
     "dwtDct": _baseline("dwtDct"),
     "dwtDctSvd": _baseline("dwtDctSvd"),
@@ -491,7 +488,7 @@ def _task(m: str, idx: int, image: np.ndarray, attacks: Sequence[str], strengths
           seed: int, weights: str | None = None) -> tuple[list[Sample], float, float, int, float]:
     """One (method, image) evaluation in a worker process (methods built once per process)."""
     if m not in _WORKER_METHODS:
-        _WORKER_METHODS[m] = _make(m, weights)
+        _WORKER_METHODS[m] = METHODS[m](weights=weights)
     t = time.perf_counter()
     got, p, q, n_bits = _evaluate(_WORKER_METHODS[m], idx, image, attacks, strengths, seed, lambda k: None)
     return got, p, q, n_bits, time.perf_counter() - t
@@ -593,6 +590,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
 
     t0 = time.perf_counter()
     images, names, source, attacks, strengths, methods = _resolve(cfg)
+    weights = _weights_record(cfg.weights)
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -605,7 +603,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
             skipped[m] = f"needs images of at least {MIN_PIXELS[m]} pixels (smallest has {small})"
         else:
             try:
-                runnable[m] = _make(m, cfg.weights)
+                runnable[m] = METHODS[m](weights=cfg.weights)
             except Exception as exc:  # noqa: BLE001 - an optional baseline: any import / load failure skips it
                 if m not in OPTIONAL:
                     raise
@@ -657,7 +655,7 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
     config = {"images": source, "image_names": names, "image_size": "centre square %d" % QUICK_SIZE if cfg.quick
               else "as stored", "attacks": list(attacks), "strengths": list(strengths), "methods": list(methods),
               "rivagan_n": cfg.rivagan_n, "quick": cfg.quick, "seed": cfg.seed, "alphas": list(ALPHAS),
-              "jobs": cfg.jobs, "weights": _weights_record(cfg.weights),
+              "jobs": cfg.jobs, "weights": weights,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     notes = ("wmark TPR: Detection.p_value < alpha (its calibrated p-value, payload unknown to the detector).",
              "Baseline TPR: p = P[Binomial(32, 1/2) >= k] for k of 32 bits matching the image's own message "
