@@ -15,9 +15,11 @@ cyclic shift that agrees best with the codeword (x t*t shifts; the two tests Bon
 payload still finds its tile alignment where heavy noise hides it from the key-blind energy.
 Geometric search multiplies by its K hypotheses; one of them is the raw read summed with reads of the
 image low-passed at ``DENOISE_SIGMAS`` (:func:`combine_views`), tried where the raw read does not detect
-or agrees with its codeword on fewer than ``RECHECK_AGREE`` of the bits; blind, its bits are reported
-where no hypothesis detects (under heavy noise they carry more of the message than the raw read); with a
-known payload each low-passed read is a hypothesis too.
+or agrees with its codeword on fewer than ``RECHECK_AGREE`` of the bits; with a known payload each
+low-passed read is a hypothesis too. Blind, where no hypothesis detects, the bits reported are that sum
+read at the image's own tile origin (where an uncropped image has it) unless another cyclic shift scores
+clearly higher (:func:`report_logits`): heavy noise hides the alignment from the energy
+long before it erases the bits. They are not a hypothesis, so no p-value depends on them.
 """
 from __future__ import annotations
 
@@ -133,6 +135,8 @@ N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the ti
 LATTICE_MIN = 1.75  # lattice score below which no search is tried (unmarked crops: max 1.67 at 64 px)
 DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read (blind: summed with the raw read)
 RECHECK_AGREE = 0.9  # a detection whose bits agree with its codeword less than this reads the low-passed views too
+ORIGIN_MARGIN = 3.0  # blind bits where nothing detects: the uncropped alignment unless another scores this many
+# robust standard deviations (of the scores over all shifts) higher; chosen on the training photos, not Kodak
 
 
 def denoise_view(y: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -155,6 +159,41 @@ def combine_views(shifts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     return best_shift_logits(total), total
 
 
+def alignment_scores(shifts: torch.Tensor) -> torch.Tensor:
+    """Logits at every cyclic shift [B, n, S] -> a key-blind score per shift [B, S]: the sum over bits
+    of log cosh(logit / m), m the image's median |logit|. Like the energy near 0 but only linear in
+    large logits, so a few big responses to image content weigh less than many bits read clearly."""
+    m = shifts.abs().flatten(1).median(-1).values.clamp_min(1e-12).view(-1, 1, 1)
+    a = (shifts / m).abs()
+    return (a + torch.nn.functional.softplus(-2 * a) - math.log(2)).sum(1)
+
+
+def origin_shift(size: Sequence[int], view: Sequence[int], factor: int, tile: int) -> int | None:
+    """Index (into the t * t cyclic shifts) where an image of ``size`` (H, W), read through its centred
+    view of ``view`` (h, w), has its tile origin if it was not cropped (None where the view's offset
+    falls between working pixels)."""
+    y0, x0 = (size[0] - view[0]) // 2, (size[1] - view[1]) // 2
+    if y0 % factor or x0 % factor:
+        return None
+    return (y0 // factor % tile) * tile + x0 // factor % tile
+
+
+def report_logits(shifts: torch.Tensor, origin: int | None) -> torch.Tensor:
+    """Logits [B, n] reported by a blind read where no hypothesis detects, from the logits at every
+    shift [B, n, S]: at the image's own tile origin (see :func:`origin_shift`; most images are not
+    cropped) unless another shift's :func:`alignment_scores` beats the origin's by over ``ORIGIN_MARGIN``
+    robust standard deviations (1.4826 x the median absolute deviation of the scores over shifts),
+    else at the shift of best score. Key-blind."""
+    sc = alignment_scores(shifts)  # [B, S]
+    idx = sc.argmax(-1)
+    if origin is not None:
+        med = sc.median(-1, keepdim=True).values
+        spread = 1.4826 * (sc - med).abs().median(-1).values.clamp_min(1e-12)
+        keep = sc[:, origin] + ORIGIN_MARGIN * spread >= sc.max(-1).values
+        idx = torch.where(keep, torch.full_like(idx, origin), idx)
+    return shifts.gather(2, idx.view(-1, 1, 1).expand(-1, shifts.shape[1], 1)).squeeze(-1)
+
+
 def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
     """The other pooling phases of y [B, 1, H, W]: views shifted by one native pixel (odd crop
     offsets put the tile half a working pixel off the decoder's grid)."""
@@ -172,9 +211,12 @@ def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: 
 
 def _best(cands: list[Detection], fallback: Detection | None) -> Detection:
     """The candidate of smallest p-value; where none detects and a ``fallback`` read is given, that
-    read's bits (and decoding) with the smallest p-value."""
+    read's bits (and decoding; not a hypothesis, so never detected and no payload) with the smallest
+    p-value."""
     best = min(cands, key=lambda c: c.p_value)
-    return best if best.detected or fallback is None else replace(fallback, p_value=best.p_value)
+    if best.detected or fallback is None:
+        return best
+    return replace(fallback, p_value=best.p_value, detected=False, payload=None)
 
 
 def weights_blob(name: str = "default") -> bytes:
@@ -427,14 +469,16 @@ class ImageWatermarker(nn.Module):
         alike, so where the image as given does not detect, or detects with fewer than
         ``RECHECK_AGREE`` of its bits agreeing with the codeword, the image low-passed by each of
         ``DENOISE_SIGMAS`` is read too, before the lattice gate, and those reads are summed with the raw
-        one (:func:`combine_views`). Blind, the sum is one more hypothesis, and the bits reported where
-        no hypothesis detects (the most bits right under noise). With a known ``payload``, the sum and
+        one (:func:`combine_views`). Blind, the sum is one more hypothesis, and where no hypothesis
+        detects the bits reported are the sum's at the tile origin or best-scoring shift
+        (:func:`report_logits`; the most bits right under noise). With a known ``payload``, the sum and
         each low-passed read are hypotheses at the codeword's best alignment (``1 +
         len(DENOISE_SIGMAS)`` more)."""
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES + 1 + (len(DENOISE_SIGMAS) if payload is not None else 0)
         y = _decode_view(luma(x))
+        origin = origin_shift(x.shape[-2:], y.shape[-2:], self.config.factor, self.config.tile)
         feats = self.decoder.features(y)
         lg0, sh0 = self._read_all(feats)
         first = self._detect_logits(lg0, key, payload, alpha, k, sh0)
@@ -448,9 +492,9 @@ class ImageWatermarker(nn.Module):
             if not d.detected or d.agree < RECHECK_AGREE * d.n_bits:  # low-passed reads: noisy images only
                 denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
                 lg, sh = combine_views([sh0[i:i + 1]] + [s for _, s in denoised])  # raw + low-passed, summed
-                if payload is None:  # blind: one hypothesis, and the bits reported where none detects
-                    fallback = self._detect_logits(lg, key, None, alpha, k)[0]
-                    cands.append(fallback)
+                if payload is None:  # blind: one hypothesis; the bits reported where none detects
+                    cands.append(self._detect_logits(lg, key, None, alpha, k)[0])
+                    fallback = self._detect_logits(report_logits(sh, origin), key, None, alpha, k)[0]
                 else:  # verification: the sum and each low-passed read at the codeword's best alignment
                     cands += [self._detect_logits(lgv, key, payload, alpha, k, shv)[0]
                               for lgv, shv in [(lg, sh), *denoised]]
