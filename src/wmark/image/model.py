@@ -178,18 +178,19 @@ def origin_shift(size: Sequence[int], view: Sequence[int], factor: int, tile: in
     return (y0 // factor % tile) * tile + x0 // factor % tile
 
 
-def report_logits(shifts: torch.Tensor, origin: int | None) -> torch.Tensor:
+def report_logits(shifts: torch.Tensor, origin: int | None, margin: float | None = None) -> torch.Tensor:
     """Logits [B, n] reported by a blind read where no hypothesis detects, from the logits at every
     shift [B, n, S]: at the image's own tile origin (see :func:`origin_shift`; most images are not
     cropped) unless another shift's :func:`alignment_scores` beats the origin's by over ``ORIGIN_MARGIN``
-    robust standard deviations (1.4826 x the median absolute deviation of the scores over shifts),
-    else at the shift of best score. Key-blind."""
+    robust standard deviations (1.4826 x the median absolute deviation of the scores over shifts;
+    ``margin`` overrides it), else at the shift of best score. Key-blind. The margin's choice:
+    ``bench/origin_margin.py``."""
     sc = alignment_scores(shifts)  # [B, S]
     idx = sc.argmax(-1)
     if origin is not None:
         med = sc.median(-1, keepdim=True).values
         spread = 1.4826 * (sc - med).abs().median(-1).values.clamp_min(1e-12)
-        keep = sc[:, origin] + ORIGIN_MARGIN * spread >= sc.max(-1).values
+        keep = sc[:, origin] + (ORIGIN_MARGIN if margin is None else margin) * spread >= sc.max(-1).values
         idx = torch.where(keep, torch.full_like(idx, origin), idx)
     return shifts.gather(2, idx.view(-1, 1, 1).expand(-1, shifts.shape[1], 1)).squeeze(-1)
 

@@ -1,0 +1,94 @@
+"""How the blind read's origin margin was chosen (``wmark.image.model.ORIGIN_MARGIN``), on training photos.
+
+    .venv/bin/python bench/origin_margin.py --out bench/results/origin_margin.json
+
+Training photos only (every 7th of ``../shared/data/train``, never Kodak) are marked with the demo key
+and a random payload, then attacked: the degradation chain (blur -> noise -> JPEG) alone, with the tile
+origin where the image has it, and after a random or centre crop, with the origin lost. For each image
+the raw and low-passed reads are summed as in detection (``combine_views``) and the 128 bits read at the
+shift each rule picks are scored against the carried codeword: ``energy`` (largest logit energy, the
+rule before), ``logcosh`` (best ``alignment_scores``, no origin), ``margin=m`` (``report_logits``: the
+origin unless another shift beats it by over m robust SDs) and ``oracle`` (the shift that agrees best
+with the codeword; an upper bound no blind read has).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ATTACKS = (("degradation", 0.45), ("degradation", 0.5), ("crop_random+degradation", 0.375),
+           ("crop_random+degradation", 0.45), ("crop_center+degradation", 0.4))
+MARGINS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
+
+
+def run(data: Path, n: int, seed: int = 0) -> dict:
+    """{attack@strength: {rule: mean bit accuracy}} over the first ``n`` of every 7th training photo."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from wmark.attacks import get_attack
+    from wmark.image.model import (DENOISE_SIGMAS, _decode_view, alignment_scores, combine_views, denoise_view,
+                                   load, origin_shift, report_logits)
+    from wmark.image.nets import luma
+    from wmark.keys import Key
+
+    wm, key = load(), Key.demo()
+    paths = sorted(data.glob("*.jpg"))[::7][:n]
+    if not paths:
+        raise SystemExit(f"no training photos (*.jpg) in {data}")
+    rules = ["energy", "logcosh"] + [f"margin={m:g}" for m in MARGINS] + ["oracle"]
+    out: dict[str, dict[str, float]] = {}
+    for attack, strength in ATTACKS:
+        acc: dict[str, list[float]] = {r: [] for r in rules}
+        for i, p in enumerate(paths):
+            g = torch.Generator().manual_seed(seed * 100003 + i)
+            x = torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            payload = bytes(torch.randint(0, 256, (6,), generator=g).tolist())
+            emb = wm.embed(x, key, payload)
+            y = (emb.images * 255).round() / 255
+            for name in attack.split("+"):
+                y = get_attack(name)(y, strength, g)
+            v = _decode_view(luma(y))
+            with torch.no_grad():
+                views = [wm._read_all(wm.decoder.features(v))[1]]
+                views += [wm._read_all(wm.decoder.features(denoise_view(v, s)))[1] for s in DENOISE_SIGMAS]
+            sh = combine_views(views)[1]  # [1, n, S]
+            bits = torch.from_numpy(np.asarray(emb.bits).astype(bool))
+            origin = origin_shift(y.shape[-2:], v.shape[-2:], wm.config.factor, wm.config.tile)
+            signs = bits.float() * 2 - 1
+            picks = {"energy": int(sh.pow(2).sum(1).argmax()), "logcosh": int(alignment_scores(sh).argmax()),
+                     "oracle": int((sh[0] * signs[:, None]).sum(0).argmax())}
+            for r, j in picks.items():
+                acc[r].append(float(((sh[0, :, j] > 0) == bits).float().mean()))
+            for m in MARGINS:
+                lg = report_logits(sh, origin, margin=m)[0]
+                acc[f"margin={m:g}"].append(float(((lg > 0) == bits).float().mean()))
+        out[f"{attack}@{strength:g}"] = {r: float(np.mean(a)) for r, a in acc.items()}
+        print(f"{attack}@{strength:g}: " + "  ".join(f"{r} {v:.3f}" for r, v in out[f"{attack}@{strength:g}"].items()),
+              flush=True)
+    return {"n_images": len(paths), "data": str(data), "results": out}
+
+
+def main(argv=None) -> int:
+    from _common import write_json
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="../shared/data/train", help="training photos (never Kodak)")
+    ap.add_argument("--n", type=int, default=48, help="photos (every 7th of the folder)")
+    ap.add_argument("--out", default="bench/results/origin_margin.json")
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        raise SystemExit(f"--n must be >= 1, got {args.n}")
+    if "kodak" in str(args.data).lower():
+        raise SystemExit("--data must be training photos: Kodak is for evaluation only")
+    res = run(Path(args.data), args.n)
+    print(f"wrote {write_json('origin_margin', res, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
