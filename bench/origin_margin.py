@@ -31,9 +31,8 @@ def run(data: Path, n: int, seed: int = 0) -> dict:
     from PIL import Image
 
     from wmark.attacks import get_attack
-    from wmark.image.model import (DENOISE_SIGMAS, _decode_view, alignment_scores, combine_views, denoise_view,
-                                   load, origin_shift, report_logits)
-    from wmark.image.nets import luma
+    from wmark.image.model import _decode_view, combine_views, load, origin_shift, report_logits
+    from wmark.image.nets import best_shift_logits, luma
     from wmark.keys import Key
 
     wm, key = load(), Key.demo()
@@ -53,20 +52,17 @@ def run(data: Path, n: int, seed: int = 0) -> dict:
             for name in attack.split("+"):
                 y = get_attack(name)(y, strength, g)
             v = _decode_view(luma(y))
-            with torch.no_grad():
-                views = [wm._read_all(wm.decoder.features(v))[1]]
-                views += [wm._read_all(wm.decoder.features(denoise_view(v, s)))[1] for s in DENOISE_SIGMAS]
-            sh = combine_views(views)[1]  # [1, n, S]
+            with torch.no_grad():  # the raw and low-passed reads, summed as in detection
+                reads = [wm._read_all(wm.decoder.features(v))] + wm.low_passed_reads(v)
+            sh = combine_views([s for _, s in reads])[1]  # [1, n, S]
             bits = torch.from_numpy(np.asarray(emb.bits).astype(bool))
             origin = origin_shift(y.shape[-2:], v.shape[-2:], wm.config.factor, wm.config.tile)
             signs = bits.float() * 2 - 1
-            picks = {"energy": int(sh.pow(2).sum(1).argmax()), "logcosh": int(alignment_scores(sh).argmax()),
-                     "oracle": int((sh[0] * signs[:, None]).sum(0).argmax())}
-            for r, j in picks.items():
-                acc[r].append(float(((sh[0, :, j] > 0) == bits).float().mean()))
-            for m in MARGINS:
-                lg = report_logits(sh, origin, margin=m)[0]
-                acc[f"margin={m:g}"].append(float(((lg > 0) == bits).float().mean()))
+            read = {"energy": best_shift_logits(sh)[0], "logcosh": report_logits(sh, None)[0],
+                    "oracle": sh[0, :, int((sh[0] * signs[:, None]).sum(0).argmax())]}
+            read.update({f"margin={m:g}": report_logits(sh, origin, margin=m)[0] for m in MARGINS})
+            for r, lg in read.items():
+                acc[r].append(float(((lg > 0) == bits).float().mean()))
         out[f"{attack}@{strength:g}"] = {r: float(np.mean(a)) for r, a in acc.items()}
         print(f"{attack}@{strength:g}: " + "  ".join(f"{r} {v:.3f}" for r, v in out[f"{attack}@{strength:g}"].items()),
               flush=True)

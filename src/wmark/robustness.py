@@ -318,7 +318,6 @@ def _weights_record(weights: str | None) -> dict[str, str]:
             "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-
 #: method name -> factory(weights=None) (raises ImportError / RuntimeError when not runnable here);
 #: ``weights``: an image weights file for wmark (None: the shipped ones), ignored by the baselines
 METHODS: dict[str, Callable[..., Method]] = {

@@ -28,7 +28,7 @@ import math
 import io as _io
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -210,14 +210,14 @@ def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: 
     return x
 
 
-def _best(cands: list[Detection], fallback: Detection | None) -> Detection:
-    """The candidate of smallest p-value; where none detects and a ``fallback`` read is given, that
-    read's bits (and decoding; not a hypothesis, so never detected and no payload) with the smallest
-    p-value."""
+def _best(cands: list[Detection], fallback: Callable[[], Detection] | None) -> Detection:
+    """The candidate of smallest p-value; where none detects and a ``fallback`` read is given (made only
+    then), that read's bits (and decoding; not a hypothesis, so never detected and no payload) with the
+    smallest p-value."""
     best = min(cands, key=lambda c: c.p_value)
     if best.detected or fallback is None:
         return best
-    return replace(fallback, p_value=best.p_value, detected=False, payload=None)
+    return replace(fallback(), p_value=best.p_value, detected=False, payload=None)
 
 
 def weights_blob(name: str = "default") -> bytes:
@@ -391,6 +391,10 @@ class ImageWatermarker(nn.Module):
         al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
         return best_shift_logits(al) - self.null_bias, (al - self.null_bias.view(1, -1, 1, 1)).flatten(2)
 
+    def low_passed_reads(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`_read_all` of luminance y [B, 1, H, W] low-passed by each of ``DENOISE_SIGMAS``."""
+        return [self._read_all(self.decoder.features(denoise_view(y, sigma))) for sigma in DENOISE_SIGMAS]
+
     def lattice(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The strongest lattice frequencies of this encoder's tiles and their weights (cached)."""
         if self._lattice is None:
@@ -491,11 +495,12 @@ class ImageWatermarker(nn.Module):
             yi = y[i:i + 1]
             cands, fallback = [d], None
             if not d.detected or d.agree < RECHECK_AGREE * d.n_bits:  # low-passed reads: noisy images only
-                denoised = [self._read_all(self.decoder.features(denoise_view(yi, sigma))) for sigma in DENOISE_SIGMAS]
+                denoised = self.low_passed_reads(yi)
                 lg, sh = combine_views([sh0[i:i + 1]] + [s for _, s in denoised])  # raw + low-passed, summed
                 if payload is None:  # blind: one hypothesis; the bits reported where none detects
                     cands.append(self._detect_logits(lg, key, None, alpha, k)[0])
-                    fallback = self._detect_logits(report_logits(sh, origin), key, None, alpha, k)[0]
+                    rl = report_logits(sh, origin)  # decoded only where no hypothesis detects
+                    fallback = lambda rl=rl: self._detect_logits(rl, key, None, alpha, k)[0]  # noqa: E731
                 else:  # verification: the sum and each low-passed read at the codeword's best alignment
                     cands += [self._detect_logits(lgv, key, payload, alpha, k, shv)[0]
                               for lgv, shv in [(lg, sh), *denoised]]
