@@ -71,17 +71,17 @@ def ssim(a, b) -> float:
 def payload_bits(wm, d, key) -> np.ndarray:
     """The 48 payload bits wmark returns: the RS-decoded payload, or where decoding fails the
     systematic part of the descrambled carried bits (its best guess)."""
-    from wmark.codes import _bytes_to_bits
+    from wmark.codes import bytes_to_bits
 
     if d.payload is not None:
-        return _bytes_to_bits(d.payload)
+        return bytes_to_bits(d.payload)
     return wm.code.descramble(d.bits, key)[: wm.code.k_bits]
 
 
 def bench_wmark(images, rng, threads):
     import torch
 
-    from wmark.codes import _bytes_to_bits
+    from wmark.codes import bytes_to_bits
     from wmark.image.model import load
     from wmark.keys import Key
 
@@ -107,7 +107,7 @@ def bench_wmark(images, rng, threads):
             if a == "clean":
                 res["ms_decode"].append(1e3 * (time.perf_counter() - t))
             res["acc"][a].append(float((d.bits == emb.bits).mean()))
-            res["acc_payload"][a].append(float((payload_bits(wm, d, key) == _bytes_to_bits(emb.payload)).mean()))
+            res["acc_payload"][a].append(float((payload_bits(wm, d, key) == bytes_to_bits(emb.payload)).mean()))
             res["det"][a].append(bool(d.p_value < 1e-6))
         st = wm.strip(marked, key)
         res["strip_psnr"].append(psnr(img, st.images))

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     import torch
 
     from wmark.image.model import load
-    from wmark.image.train import default_data_dir, load_images, sample_batch
+    from wmark.image.data import load_images, sample_batch, training_dir
     from wmark.keys import Key
 
     ap = argparse.ArgumentParser()
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
     wm = load()
-    images = load_images(default_data_dir())
+    images = load_images(training_dir())
     gen = torch.Generator().manual_seed(args.seed)
     sizes = [int(s) for s in args.sizes.split(",")]
     keys = {"demo": Key.demo(), "random": Key.from_bytes(bytes(range(7, 39)))}

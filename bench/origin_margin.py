@@ -31,7 +31,7 @@ def run(data: Path, n: int, seed: int = 0) -> dict:
     from PIL import Image
 
     from wmark.attacks import get_attack
-    from wmark.image.model import _decode_view, combine_views, load, origin_shift, report_logits
+    from wmark.image.model import decode_view, combine_views, load, origin_shift, report_logits
     from wmark.image.nets import best_shift_logits, luma
     from wmark.keys import Key
 
@@ -51,7 +51,7 @@ def run(data: Path, n: int, seed: int = 0) -> dict:
             y = (emb.images * 255).round() / 255
             for name in attack.split("+"):
                 y = get_attack(name)(y, strength, g)
-            v = _decode_view(luma(y))
+            v = decode_view(luma(y))
             with torch.no_grad():  # the raw and low-passed reads, summed as in detection
                 reads = [wm._read_all(wm.decoder.features(v))] + wm.low_passed_reads(v)
             sh = combine_views([s for _, s in reads])[1]  # [1, n, S]

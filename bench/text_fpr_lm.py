@@ -46,7 +46,7 @@ def generate_unmarked(lm, n: int, length: int, seed: int, batch: int, cache: Pat
     import torch
 
     from wmark.lm.sampling import generate
-    from wmark.text_robustness import _prompts
+    from wmark.bench.text_robustness import sample_prompts
 
     done: list[np.ndarray] = []
     src = ""
@@ -62,7 +62,7 @@ def generate_unmarked(lm, n: int, length: int, seed: int, batch: int, cache: Pat
     while sum(len(d) for d in done) < n:
         b = len(done)
         pseed, gseed = batch_seeds(seed, b)
-        prompts, src = _prompts(lm, batch, pseed)
+        prompts, src = sample_prompts(lm, batch, pseed)
         g = torch.Generator().manual_seed(gseed)
         out = generate(lm, prompts, length, temperature=1.0, generator=g)[:, prompts.shape[1]:]
         done.append(out.numpy().astype(np.int32))
@@ -100,7 +100,7 @@ def score(tokens: np.ndarray, schemes, key, vocab_size: int, seed: int, other_ke
     from scipy.stats import kstest
 
     from wmark.keys import Key
-    from wmark.text_robustness import fpr_record
+    from wmark.bench.text_robustness import fpr_record
 
     others = [Key.from_passphrase(f"text-fpr-lm-key-{i}") for i in range(other_keys)]
     out = {}
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
         if args.n < 1 or args.length < 1 or args.batch < 1:
             raise ValueError(f"--n, --length and --batch must be >= 1, got {args.n}, {args.length}, {args.batch}")
         from wmark.text.schemes import SCHEMES as KNOWN
-        from wmark.text_robustness import check_names
+        from wmark.bench.text_robustness import check_names
 
         schemes = check_names(args.schemes.split(","), list(KNOWN), "text scheme")
     except ValueError as e:

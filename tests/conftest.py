@@ -1,13 +1,13 @@
 """Shared fixtures. Data-dependent tests skip with a clear reason where ../shared is absent."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("WMARK_SHARED_DATA", REPO.parent / "shared" / "data"))
+from wmark.assets import shared_data as _shared_data
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""PEP 562 lazy attributes, shared by every package ``__init__`` (so ``import wmark`` stays instant)."""
+"""Lazy imports: PEP 562 attributes for every package ``__init__`` (so ``import wmark`` stays instant) and
+the ``"module:attr"`` loader behind every registry."""
 from __future__ import annotations
 
 import importlib
@@ -26,3 +27,11 @@ def lazy_attributes(package: str, names: dict[str, str], extra: tuple[str, ...] 
         return public
 
     return __getattr__, __dir__, public
+
+
+def import_attr(spec: str) -> Any:
+    """The object named by ``"package.module:attr"`` (imported on call)."""
+    mod, sep, attr = spec.partition(":")
+    if not sep or not mod or not attr:
+        raise ValueError(f"expected 'module:attr', got {spec!r}")
+    return getattr(importlib.import_module(mod), attr)

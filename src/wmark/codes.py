@@ -52,11 +52,11 @@ def parse_payload(payload: bytes | str | int | None, nbytes: int) -> bytes:
     return raw
 
 
-def _bytes_to_bits(b: bytes) -> np.ndarray:
+def bytes_to_bits(b: bytes) -> np.ndarray:
     return np.unpackbits(np.frombuffer(b, dtype=np.uint8))
 
 
-def _bits_to_bytes(bits: np.ndarray) -> bytes:
+def bits_to_bytes(bits: np.ndarray) -> bytes:
     return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
 
 
@@ -128,7 +128,7 @@ class PayloadCode:
     # -- keyed scrambling ---------------------------------------------------------------------
     def keystream(self, key: "Key") -> np.ndarray:
         """[n_bits] uint8 key-derived XOR stream."""
-        return _bytes_to_bits(_stream(key, f"{self.purpose}/xor/{self.n_bits}", (self.n_bits + 7) // 8))[: self.n_bits]
+        return bytes_to_bits(_stream(key, f"{self.purpose}/xor/{self.n_bits}", (self.n_bits + 7) // 8))[: self.n_bits]
 
     def permutation(self, key: "Key") -> np.ndarray:
         """[n_bits] int64 key-derived permutation (codeword bit i goes to carried position perm[i])."""
@@ -152,7 +152,7 @@ class PayloadCode:
         """Payload -> [n_bits] uint8 carried bits (RS-encode, permute, XOR with the key stream)."""
         data = parse_payload(payload, self.data_bytes)
         cw = bytes(self._codec().encode(data))
-        return self.scramble(_bytes_to_bits(cw), key)
+        return self.scramble(bytes_to_bits(cw), key)
 
     def decode(self, carried: np.ndarray, key: "Key", confidence: np.ndarray | None = None) -> DecodeResult:
         """Decode one word of carried bits [n_bits] (0/1).
@@ -166,7 +166,7 @@ class PayloadCode:
         if carried.size != self.n_bits:
             raise ValueError(f"expected {self.n_bits} bits, got {carried.size}")
         code_bits = self.descramble(carried, key)
-        word = bytearray(_bits_to_bytes(code_bits))
+        word = bytearray(bits_to_bytes(code_bits))
         codec = self._codec()
         candidates: list[tuple[bytes, int]] = []
 
@@ -187,7 +187,7 @@ class PayloadCode:
                 attempt(sorted(order[:e]))
         best: tuple[int, bytes, int, np.ndarray] | None = None
         for msg, nfix in candidates:
-            cw_carried = self.scramble(_bytes_to_bits(bytes(codec.encode(msg))), key)
+            cw_carried = self.scramble(bytes_to_bits(bytes(codec.encode(msg))), key)
             agree = int((cw_carried == carried).sum())
             if best is None or agree > best[0]:
                 best = (agree, msg, nfix, cw_carried)

@@ -19,6 +19,18 @@ def binom_sf(k, n, p):
     return np.where(np.asarray(n) <= 0, 1.0, out)
 
 
+def binom_log10_sf(k, n, p):
+    """log10 P[X >= k] for X ~ Binomial(n, p), accurate where the tail underflows float64; 0 where
+    n <= 0 or k <= 0."""
+    from scipy.stats import binom
+
+    k = np.ceil(np.asarray(k, dtype=np.float64))
+    n = np.asarray(n)
+    with np.errstate(divide="ignore"):
+        out = binom.logsf(k - 1, n, p) / np.log(10.0)
+    return np.where((n <= 0) | (k <= 0), 0.0, out)
+
+
 def binom_z(k, n, p):
     """Standardised count (k - n p) / sqrt(n p (1-p)); 0 where n = 0."""
     k = np.asarray(k, dtype=np.float64)

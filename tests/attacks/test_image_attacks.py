@@ -44,7 +44,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def test_import_is_light():
-    code = "import sys, wmark.attacks, wmark.attacks.cli; print([m for m in ('torch', 'PIL', 'kornia') if m in sys.modules])"
+    code = "import sys, wmark.attacks, wmark.cli.attack; print([m for m in ('torch', 'PIL', 'kornia') if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from wmark.cli import main
-from wmark.robustness import (ALPHAS, RobustnessConfig, alpha_key, binomial_pvalue, run_robustness,
+from wmark.bench.robustness import (ALPHAS, RobustnessConfig, alpha_key, binomial_pvalue, run_robustness,
                               synthetic_images, tpr_from_matches)
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -104,7 +104,7 @@ def test_known_payload_readout_is_never_weaker(quick_run) -> None:
 
 def test_shortfalls_are_paired_by_image() -> None:
     """The target check compares wmark and a baseline on the images both ran, not on different subsets."""
-    from wmark.robustness import Sample, shortfalls
+    from wmark.bench.robustness import Sample, shortfalls
 
     def s(m, i, acc):
         return Sample(m, i, "blur", 0.5, acc, 0.5, 30.0, 0.9)

@@ -8,7 +8,7 @@ import pytest
 
 from wmark.cli import main
 from wmark.stats import clopper_pearson
-from wmark.text_robustness import TextRobustnessConfig, fpr_record, run_text_robustness
+from wmark.bench.text_robustness import TextRobustnessConfig, fpr_record, run_text_robustness
 
 FPR_KEYS = {"n", "k@1e-02", "fpr@1e-02", "fpr@1e-02_lower95", "fpr@1e-02_upper95",
             "k@1e-03", "fpr@1e-03", "fpr@1e-03_lower95", "fpr@1e-03_upper95", "min_p"}

@@ -193,7 +193,7 @@ def test_rotation_is_undone(wm, photos, demo_key, angle):
 
 def test_null_pvalues(wm, shared_data, demo_key):
     """Unmarked training crops: the p-value is (conservatively) valid under the null."""
-    from wmark.image.train import load_images, sample_batch
+    from wmark.image.data import load_images, sample_batch
 
     imgs = load_images(shared_data / "train")[:120]
     gen = torch.Generator().manual_seed(123)
@@ -208,7 +208,7 @@ def test_null_pvalues_known_payload(wm, shared_data, demo_key):
     """With a known payload the detector also tests the best-agreeing of the t*t cyclic shifts
     (Bonferroni x t*t, x2): still valid under the null, and the reported bits stay the key-blind
     read unless that test detects (no selection bias toward the codeword)."""
-    from wmark.image.train import load_images, sample_batch
+    from wmark.image.data import load_images, sample_batch
 
     imgs = load_images(shared_data / "train")[:120]
     x = sample_batch(imgs, 120, 96, torch.Generator().manual_seed(321))
@@ -285,14 +285,14 @@ def test_report_logits_prefers_origin_within_margin():
 def test_origin_shift_matches_embedding(wm, photos, demo_key):
     """origin_shift: where a clean marked image's tiles start on the decoder's shift grid, also for
     images larger than the decoded view (centre crop); None where the crop offset is odd."""
-    from wmark.image.model import _decode_view, origin_shift
+    from wmark.image.model import decode_view, origin_shift
     from wmark.image.nets import luma
 
     t, f = wm.config.tile, wm.config.factor
     x = torch.from_numpy(photos[0].copy()).permute(2, 0, 1)[None].float() / 255
     for h, w in [(321, 481), (1600, 1540)]:
         xi = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear")
-        y = _decode_view(luma(wm.embed_tensor(xi, demo_key)))
+        y = decode_view(luma(wm.embed_tensor(xi, demo_key)))
         al = wm._read_all(wm.decoder.features(y))[1]
         assert int(al.pow(2).sum(1).argmax()) == origin_shift((h, w), y.shape[-2:], f, t)
     assert origin_shift((1539, 800), (1536, 800), f, t) is None

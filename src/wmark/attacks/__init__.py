@@ -10,10 +10,9 @@ generator, **extra) -> same type`` (:mod:`wmark.attacks.text`). Nothing heavy is
 """
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from wmark._lazy import lazy_attributes
+from wmark._lazy import import_attr, lazy_attributes
 
 _LAZY = {
     "AttackSpec": "wmark.attacks.spec",
@@ -30,15 +29,14 @@ _LAZY = {
 
 __getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY, ("get_attack", "registry"))
 
-_REGISTRIES = {"image": ("wmark.attacks.image", "IMAGE_ATTACKS"), "text": ("wmark.attacks.text", "TEXT_ATTACKS")}
+_REGISTRIES = {"image": "wmark.attacks.image:IMAGE_ATTACKS", "text": "wmark.attacks.text:TEXT_ATTACKS"}
 
 
 def registry(kind: str = "image") -> dict[str, Any]:
     """The attack registry for ``kind`` ("image" or "text"): name -> AttackSpec."""
     if kind not in _REGISTRIES:
         raise ValueError(f"unknown attack kind {kind!r}; use one of {', '.join(_REGISTRIES)}")
-    mod, attr = _REGISTRIES[kind]
-    return getattr(importlib.import_module(mod), attr)
+    return import_attr(_REGISTRIES[kind])
 
 
 def get_attack(name: str, kind: str = "image") -> Any:

@@ -7,8 +7,6 @@ cheap stand-in for the VAE / diffusion regeneration attacks of WAVES.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import io
 import json
 import math
@@ -75,18 +73,13 @@ class TinyAE(nn.Module):
 @lru_cache(maxsize=2)
 def load_autoencoder(name: str = WEIGHTS) -> TinyAE:
     """The shipped autoencoder (sha256-verified), cached. Raises ValueError where it is not shipped."""
-    from importlib.resources import files
+    from wmark.assets import shipped_blob
 
-    root = files("wmark.attacks") / "weights"
-    wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
-    if not wfile.is_file():
+    try:
+        blob = shipped_blob("wmark.attacks", name, "autoencoder weights")
+    except FileNotFoundError:
         raise ValueError(f"attack 'regen_ae' needs the shipped autoencoder weights/{name}.pt, which this "
-                         "install lacks (train one: wmark attack train-regen --out DIR), or pass autoencoder=")
-    blob = wfile.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    expected = sfile.read_text().split()[0] if sfile.is_file() else None
-    if digest != expected:
-        raise ValueError(f"autoencoder weights {name!r} fail their sha256 check (got {digest[:12]}...)")
+                         "install lacks (train one: wmark attack train-regen --out DIR), or pass autoencoder=") from None
     return TinyAE.from_bytes(blob)
 
 
@@ -108,9 +101,10 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
                       device: str | None = None) -> dict:
     """Train :class:`TinyAE` on random crops of the training folder (never Kodak); write
     ``OUT/regen_ae.pt``, ``OUT/regen_ae.sha256`` and ``OUT/card.json``. Returns the card."""
-    from wmark.image.train import default_data_dir, load_images
+    from wmark.assets import write_atomic, write_weights
+    from wmark.image.data import load_images, training_dir
 
-    folder = Path(data) if data else default_data_dir()
+    folder = Path(data) if data else training_dir()
     if "kodak" in str(folder).lower():
         raise ValueError("refusing to train on Kodak: it is the evaluation set")
     if not folder.is_dir():
@@ -143,14 +137,11 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
         xv = _crops(held, 64, crop, torch.Generator().manual_seed(1234))
         mse = F.mse_loss(shipped(xv).clamp(0, 1), xv).item()
     o = Path(out)
-    o.mkdir(parents=True, exist_ok=True)
-    (o / f"{WEIGHTS}.pt").write_bytes(blob)
-    digest = hashlib.sha256(blob).hexdigest()
-    (o / f"{WEIGHTS}.sha256").write_text(f"{digest}  {WEIGHTS}.pt\n")
+    digest = write_weights(o, WEIGHTS, blob)
     card = {"model": "TinyAE", "width": model.width, "latent": model.latent, "steps": step, "batch": batch,
             "crop": crop, "lr": lr, "seed": seed, "data": folder.name, "heldout_psnr_db": round(-10 * math.log10(mse), 2),
             "bytes": len(blob), "sha256": digest,
             "command": f"wmark attack train-regen --out DIR --steps {steps} --batch {batch} --crop {crop} --seed {seed}"}
-    (o / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_atomic(o / "card.json", json.dumps(card, indent=2) + "\n")
     print(json.dumps(card))
     return card

@@ -8,9 +8,6 @@
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from wmark._lazy import lazy_attributes
 
 _LAZY = {

@@ -14,8 +14,6 @@ import numpy as np
 import torch
 
 MIN_SIDE = 64
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
 
 @dataclass(frozen=True)
 class ImageMeta:

@@ -23,7 +23,6 @@ long before it erases the bits. They are not a hypothesis, so no p-value depends
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import io as _io
 import json
@@ -101,7 +100,7 @@ def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, rms: floa
 MAX_DECODE_SIDE = 1536  # larger images are centre-cropped for decoding (crops cost nothing: see nets)
 
 
-def _decode_view(x: torch.Tensor) -> torch.Tensor:
+def decode_view(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     ch, cw = min(h, MAX_DECODE_SIDE), min(w, MAX_DECODE_SIDE)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
@@ -111,7 +110,7 @@ def _decode_view(x: torch.Tensor) -> torch.Tensor:
 def read_logits(decoder: nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Image [B, C, H, W] (any size >= 64 px) -> bit logits [B, n] at the best cyclic shift (minus the
     null bias when given). Differentiable in x (the shift choice is not)."""
-    logits = decoder(_decode_view(x))
+    logits = decoder(decode_view(x))
     return logits if bias is None else logits - bias
 
 
@@ -126,7 +125,7 @@ def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
     if abs(scale - 1.0) > 1e-3:
         h, w = y.shape[-2:]
         y = resize(y, (max(64, round(h / scale)), max(64, round(w / scale))))
-    return _decode_view(y)
+    return decode_view(y)
 
 
 ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
@@ -222,19 +221,9 @@ def _best(cands: list[Detection], fallback: Callable[[], Detection] | None) -> D
 
 def weights_blob(name: str = "default") -> bytes:
     """The bytes of shipped weights ``weights/<name>.pt``, verified against ``weights/<name>.sha256``."""
-    from importlib.resources import files
+    from wmark.assets import shipped_blob
 
-    root = files("wmark.image") / "weights"
-    wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
-    if not wfile.is_file():
-        raise ValueError(f"no shipped image watermark weights named {name!r}")
-    blob = wfile.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    expected = sfile.read_text().split()[0] if sfile.is_file() else None
-    if expected != digest:
-        raise ValueError(f"weights {name!r} fail their sha256 check (got {digest[:12]}..., expected "
-                         f"{(expected or 'none')[:12]}...)")
-    return blob
+    return shipped_blob("wmark.image", name, "image watermark weights")
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -482,7 +471,7 @@ class ImageWatermarker(nn.Module):
         self.eval()
         x = x.to(self.device)
         k = N_HYPOTHESES + 1 + (len(DENOISE_SIGMAS) if payload is not None else 0)
-        y = _decode_view(luma(x))
+        y = decode_view(luma(x))
         origin = origin_shift(x.shape[-2:], y.shape[-2:], self.config.factor, self.config.tile)
         feats = self.decoder.features(y)
         lg0, sh0 = self._read_all(feats)
@@ -549,7 +538,7 @@ class ImageWatermarker(nn.Module):
             else:
                 with torch.no_grad():
                     self.eval()
-                    lg, sh = self._read_all(self.decoder.features(_decode_view(x.to(self.device))))
+                    lg, sh = self._read_all(self.decoder.features(decode_view(x.to(self.device))))
                 dets.extend(self._detect_logits(lg, key, payload, alpha, shifts=sh))
         return dets[0] if single else dets
 

@@ -8,97 +8,13 @@ the loss is the bit cross-entropy alone. Checkpoints every ``--ckpt-every`` step
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
+import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 DEFAULT_STEPS = 3000
-
-
-def register(tsub: argparse._SubParsersAction) -> None:
-    p = tsub.add_parser("image", help="train the image watermark encoder/decoder (reproduces shipped weights)")
-    p.add_argument("--out", required=True, help="output folder (weights, card, checkpoint)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--crop", type=int, default=256, help="training crop size in pixels")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
-    p.add_argument("--data", default=None, help="training images folder (default ../shared/data/train)")
-    p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--device", default=None)
-    p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
-                   help="stage 2: start from these weights (.pt file or shipped name), keep the encoder "
-                        "(the embedded marks stay identical) and train only the decoder")
-    p.add_argument("--heavy", action="store_true",
-                   help="harder attack mix: adds a blur -> noise -> JPEG degradation chain, noise to 0.12")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    train(out=args.out, seed=args.seed, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-          minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
-          device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy)
-    return 0
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("WMARK_SHARED_DATA")
-    if env:
-        return Path(env) / "train"
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "train"
-
-
-def load_images(folder: Path, max_side: int = 640):
-    """All images of ``folder`` as uint8 tensors [3, H, W] (refuses a Kodak folder)."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    if "kodak" in str(folder).lower():
-        raise ValueError("refusing to train on Kodak: it is the evaluation set")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    if not paths:
-        raise ValueError(f"no training images in {folder}")
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            im = im.convert("RGB")
-            if max(im.size) > max_side:
-                im.thumbnail((max_side, max_side), Image.LANCZOS)
-            out.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).contiguous())
-    return out
-
-
-def sample_batch(images, batch: int, crop: int, gen):
-    """[batch, 3, crop, crop] float crops at random scales (0.3..1 of the source resolution)."""
-    import torch
-    import torch.nn.functional as F
-
-    out = []
-    for _ in range(batch):
-        img = images[int(torch.randint(len(images), (1,), generator=gen))]
-        h, w = img.shape[-2:]
-        smin = max(crop / min(h, w), 0.3)
-        s = smin + float(torch.rand((), generator=gen)) * max(1.0 - smin, 0.0)
-        aspect = math.exp((float(torch.rand((), generator=gen)) - 0.5) * 0.6)
-        ch = min(h, int(round(crop / s * math.sqrt(aspect))))
-        cw = min(w, int(round(crop / s / math.sqrt(aspect))))
-        y0 = int(torch.randint(h - ch + 1, (1,), generator=gen))
-        x0 = int(torch.randint(w - cw + 1, (1,), generator=gen))
-        patch = img[:, y0:y0 + ch, x0:x0 + cw].float()[None] / 255.0
-        patch = F.interpolate(patch, size=(crop, crop), mode="bilinear", align_corners=False, antialias=True)
-        if float(torch.rand((), generator=gen)) < 0.5:
-            patch = patch.flip(-1)
-        if float(torch.rand((), generator=gen)) < 0.1:  # some grayscale covers
-            patch = (patch * patch.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand(-1, 3, -1, -1)
-        out.append(patch)
-    return torch.cat(out).clamp(0, 1)
 
 
 def _ste(x, fn):
@@ -203,6 +119,7 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192
     """Mean decoder logits [n_bits] on unmarked training crops (subtracted at detection)."""
     import torch
 
+    from wmark.image.data import sample_batch
     from wmark.image.model import read_logits
 
     model.eval()
@@ -225,6 +142,8 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
     import torch
     import torch.nn.functional as F
 
+    from wmark.assets import sha256_bytes, write_atomic, write_weights
+    from wmark.image.data import load_images, sample_batch, training_dir
     from wmark.image.model import Config, ImageWatermarker
 
     if threads:
@@ -232,7 +151,7 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)
-    folder = Path(data) if data else default_data_dir()
+    folder = Path(data) if data else training_dir()
     images = load_images(folder)
     log(f"loaded {len(images)} training images from {folder}; device {dev}")
 
@@ -243,7 +162,7 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
 
         src = Path(finetune_decoder)
         blob0 = src.read_bytes() if src.is_file() else weights_blob(finetune_decoder)
-        base_sha = hashlib.sha256(blob0).hexdigest()
+        base_sha = sha256_bytes(blob0)
         model = ImageWatermarker.from_bytes(blob0).to(dev)
         model.encoder.requires_grad_(False)
         log(f"fine-tuning the decoder of {finetune_decoder} (sha256 {base_sha[:16]}...); encoder frozen")
@@ -263,10 +182,10 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
         log(f"resumed from {ck} at step {step}")
 
     def save_ckpt():
-        tmp = outp / "ckpt.pt.tmp"
+        buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "step": step, "t_used": t_used + time.time() - t0}, tmp)
-        os.replace(tmp, ck)
+                    "torch_rng": torch.get_rng_state(), "step": step, "t_used": t_used + time.time() - t0}, buf)
+        write_atomic(ck, buf.getvalue())
 
     t0 = time.time()
     warm = max(1, steps // 10)
@@ -309,15 +228,13 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
     model.null_bias.copy_(null_bias(model, images, bias_gen))
     model.eval()
     blob = model.cpu().to_bytes()
-    (outp / "default.pt").write_bytes(blob)
-    digest = hashlib.sha256(blob).hexdigest()
-    (outp / "default.sha256").write_text(f"{digest}  default.pt\n")
+    digest = write_weights(outp, "default", blob)
     card = {"config": model.config.to_dict(), "seed": seed, "steps_done": step, "steps": steps, "batch": batch,
             "crop": crop, "lr": lr, "data": str(folder.name), "n_images": len(images),
             "train_seconds": round(t_used + time.time() - t0, 1), "device": str(dev),
             "final_train_acc_ema": round(ema_acc, 4), "sha256": digest,
             "params": sum(p.numel() for p in model.parameters()), "heavy_attacks": heavy,
             "finetune_decoder_from": base_sha}
-    (outp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_atomic(outp / "card.json", json.dumps(card, indent=2) + "\n")
     log(f"wrote {outp / 'default.pt'} ({len(blob) / 1e6:.2f} MB, sha256 {digest[:16]}...)")
     return outp / "default.pt"

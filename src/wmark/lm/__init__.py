@@ -9,9 +9,6 @@ verified by sha256 on load. Heavy modules (torch, tokenizers) load lazily on fir
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from wmark._lazy import lazy_attributes
 
 # public name -> defining module (PEP 562 lazy attributes)
@@ -27,7 +24,7 @@ _LAZY = {
     "token_logprobs": "wmark.lm.sampling",
     "Perplexity": "wmark.lm.sampling",
     "LanguageModel": "wmark.lm.bundle",
-    "WeightsIntegrityError": "wmark.lm.bundle",
+    "WeightsIntegrityError": "wmark.assets",
     "load": "wmark.lm.bundle",
     "load_dir": "wmark.lm.bundle",
     "save_dir": "wmark.lm.bundle",

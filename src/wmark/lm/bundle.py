@@ -7,7 +7,6 @@ A model directory holds ``model.bin`` (fp16 tensors, a small safe format: no pic
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import struct
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from wmark.assets import WeightsIntegrityError, sha256_file, write_atomic
 from wmark.lm.model import GPT, GPTConfig
 from wmark.lm.tokenizer import Tokenizer
 
@@ -29,19 +29,6 @@ _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torc
 
 #: shipped models: name -> folder inside the ``wmark.lm`` package
 SHIPPED: dict[str, str] = {"tiny": "weights"}
-
-
-class WeightsIntegrityError(ValueError):
-    """A weights file is missing from SHA256SUMS or its sha256 does not match."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- tensor file format ---------------------------------------------------------------------------
@@ -59,10 +46,7 @@ def write_tensors(path: str | os.PathLike[str], tensors: dict[str, torch.Tensor]
         blobs.append(raw)
         offset += len(raw)
     hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    with open(path, "wb") as f:
-        f.write(_MAGIC + struct.pack("<Q", len(hb)) + hb)
-        for b in blobs:
-            f.write(b)
+    write_atomic(path, b"".join([_MAGIC, struct.pack("<Q", len(hb)), hb, *blobs]))
 
 
 def read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -195,13 +179,13 @@ def save_dir(lm: LanguageModel, out: str | os.PathLike[str], card: dict[str, Any
     card = dict(card or lm.card or {})
     card["config"] = lm.model.config.to_dict()
     card["files"] = {MODEL_FILE: sha256_file(d / MODEL_FILE), TOKENIZER_FILE: sha256_file(d / TOKENIZER_FILE)}
-    (d / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_atomic(d / CARD_FILE, json.dumps(card, indent=2, sort_keys=True) + "\n")
     names = [MODEL_FILE, TOKENIZER_FILE, CARD_FILE]
     if readme is not None:
-        (d / "README.md").write_text(readme, encoding="utf-8")
+        write_atomic(d / "README.md", readme)
         names.append("README.md")
     sums = {n: sha256_file(d / n) for n in names}
-    (d / SUMS_FILE).write_text("".join(f"{h}  {n}\n" for n, h in sums.items()), encoding="utf-8")
+    write_atomic(d / SUMS_FILE, "".join(f"{h}  {n}\n" for n, h in sums.items()))
     return sums
 
 

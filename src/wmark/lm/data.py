@@ -50,20 +50,10 @@ def split_text(text: str, val_fraction: float = 0.05) -> tuple[str, str]:
 
 
 def default_text_dir() -> Path:
-    """Where the shared corpus lives: ``$WMARK_SHARED_DATA/text``, else ``../shared/data/text``.
+    """Where the shared corpus lives: ``shared_data("text")`` (see :func:`wmark.assets.shared_data`)."""
+    from wmark.assets import shared_data
 
-    ``../`` is tried relative to the working directory and to the source checkout.
-    """
-    env = os.environ.get("WMARK_SHARED_DATA")
-    if env:
-        return Path(env) / "text"
-    candidates = [Path.cwd().parent / "shared" / "data" / "text"]
-    here = Path(__file__).resolve()
-    candidates += [p.parent / "shared" / "data" / "text" for p in here.parents[:5]]
-    for c in candidates:
-        if all((c / f).is_file() for f in CORPUS_FILES):
-            return c
-    return candidates[0]
+    return shared_data("text")
 
 
 def load_corpus(text_dir: str | os.PathLike[str] | None = None, val_fraction: float = 0.05) -> Corpus:

@@ -55,7 +55,9 @@ class Tokenizer:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write ``tokenizer.json`` (compact, deterministic)."""
-        Path(path).write_text(self.to_str(), encoding="utf-8")
+        from wmark.assets import write_atomic
+
+        write_atomic(path, self.to_str())
 
     def to_str(self) -> str:
         """The tokenizer as JSON text."""

@@ -6,18 +6,15 @@ generator seeded by ``(seed, i)``, so a killed run resumes exactly from its chec
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import os
 import platform
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -25,40 +22,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from wmark.lm.bundle import LanguageModel
 
 _CKPT = ".ckpt"
-
-
-# -- CLI ------------------------------------------------------------------------------------------
-def register(tsub: argparse._SubParsersAction) -> None:
-    """Add ``lm`` to the ``wmark train`` group."""
-    p = tsub.add_parser("lm", help="train the built-in tiny LM (tokenizer + model) from a seed")
-    p.add_argument("--out", required=True, help="output folder (weights, tokenizer, card, SHA256SUMS)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=600, help="optimizer steps (sets the LR schedule)")
-    p.add_argument("--minutes", type=float, default=20.0, help="wall-clock cap; stops early if reached")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1.5e-3)
-    p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--d-model", type=int, default=192)
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=6)
-    p.add_argument("--context", type=int, default=256)
-    p.add_argument("--data", default=None, help="folder with the corpus texts (default ../shared/data/text)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in OUT")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    res = train_lm(
-        out=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
-        seq_len=args.seq_len, lr=args.lr, vocab_size=args.vocab_size, d_model=args.d_model,
-        n_layer=args.n_layer, n_head=args.n_head, context=args.context, data=args.data,
-        resume=not args.no_resume, threads=args.threads, command=" ".join(["wmark", *sys.argv[1:]]) if sys.argv else None,
-    )
-    print(f"wrote {res.out_dir}: {res.steps_done}/{res.steps} steps, val ppl {res.val_ppl:.2f}, "
-          f"{res.train_seconds / 60:.1f} min")
-    return 0
 
 
 # -- shared training step -------------------------------------------------------------------------
@@ -262,7 +225,7 @@ def train_lm(
     from wmark.lm.data import CORPUS_FILES, default_text_dir, load_corpus
     from wmark.lm.sampling import perplexity
     from wmark.lm.model import GPT, GPTConfig
-    from wmark.lm.tokenizer import Tokenizer, train_tokenizer
+    from wmark.lm.tokenizer import train_tokenizer
 
     if threads is not None:
         if threads < 1:
@@ -308,10 +271,14 @@ def train_lm(
             print("checkpoint does not match these settings; starting fresh", flush=True)
 
     def save_ckpt(step: int, el: float) -> None:
-        tmp = ck_dir / "state.pt.tmp"
+        import io
+
+        from wmark.assets import write_atomic
+
+        buf = io.BytesIO()
         torch.save({"hparams": hparams, "tokenizer": tok.to_str(), "model": model.state_dict(),
-                    "opt": opt.state_dict(), "step": step, "elapsed": el}, tmp)
-        os.replace(tmp, ck_file)
+                    "opt": opt.state_dict(), "step": step, "elapsed": el}, buf)
+        write_atomic(ck_file, buf.getvalue())
 
     print(f"corpus {stream.numel()} train tokens, vocab {tok.vocab_size}, params {model.num_parameters()}, "
           f"threads {torch.get_num_threads()}", flush=True)
@@ -353,7 +320,7 @@ def train_lm(
     val_ppl = math.exp(mean_nll)
     print(f"validation perplexity {val_ppl:.2f} over {n} tokens", flush=True)
 
-    from wmark.lm.bundle import sha256_file
+    from wmark.assets import sha256_file
 
     card = {
         "name": "tiny",

@@ -8,9 +8,6 @@ Light at import: names resolve lazily. Start with :func:`run_loop` and a preset:
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from wmark._lazy import lazy_attributes
 
 _LAZY = {

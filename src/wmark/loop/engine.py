@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from wmark.assets import write_atomic
 from wmark.loop.config import LoopConfig
 from wmark.loop.models.base import Samples, concat, put, size, take
 
@@ -202,15 +203,6 @@ def _load_key(spec: str) -> Any:
     return Key.demo() if spec == "demo" else Key.from_file(spec)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _read_records(path: Path, upto: int) -> list[GenerationRecord]:
     """Complete records with t <= ``upto`` (a torn last line from a kill is skipped)."""
     out = []
@@ -256,7 +248,7 @@ def _prepare_folder(cfg: LoopConfig | None, out: Path, resume: bool) -> tuple[Lo
                 raise ValueError(f"cannot resume: the config differs from the one saved in {cfile} "
                                  "(only more generations are allowed)")
             if cfg.generations != saved.generations:
-                _atomic_write(cfile, json.dumps(cfg.to_dict(), indent=2).encode())
+                write_atomic(cfile, json.dumps(cfg.to_dict(), indent=2).encode())
         ckpt_path = out / CHECKPOINT_FILE
         if ckpt_path.is_file():
             with open(ckpt_path, "rb") as f:
@@ -268,7 +260,7 @@ def _prepare_folder(cfg: LoopConfig | None, out: Path, resume: bool) -> tuple[Lo
     if cfg is None:
         raise ValueError(f"nothing to resume in {out}: give a config or preset")
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
+    write_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
     return cfg, None
 
 
@@ -324,7 +316,7 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
     rec_path = out_dir / RECORDS_FILE if out_dir is not None else None
     if rec_path is not None:
         records = _read_records(rec_path, start - 1)
-        _atomic_write(rec_path, "".join(r.to_json() + "\n" for r in records).encode())
+        write_atomic(rec_path, "".join(r.to_json() + "\n" for r in records).encode())
 
     def marker_metrics(model: Any, data: Samples | None, s: int, t: int) -> dict[str, float]:
         if marker is None:
@@ -391,7 +383,7 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
                 f.write("".join(r.to_json() + "\n" for r in new))
                 f.flush()
                 os.fsync(f.fileno())
-            _atomic_write(out_dir / CHECKPOINT_FILE,
+            write_atomic(out_dir / CHECKPOINT_FILE,
                           pickle.dumps({"format": _CKPT_FORMAT, "t": t, "replicates": reps}))
         if on_generation is not None:
             on_generation(t)

@@ -8,7 +8,7 @@ real-data pool of the shared MNIST test split (the only MNIST split in the share
 and shipped as ``weights/mnist_lenet.pt`` (260 kB), verified against ``weights/mnist_lenet.sha256``.
 Reproduce (same bytes on the same torch build)::
 
-    python -m wmark.loop.image_metrics --train-classifier src/wmark/loop/weights
+    wmark train classifier --out DIR
 
 Spectra: :func:`power_spectrum` is the mean ``|rfft2|^2`` of a set of images;
 :func:`spectral_distance` the mean absolute log10 difference of two of them (DC excluded);
@@ -19,8 +19,6 @@ spectral footprint.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,30 +64,12 @@ class LeNet(nn.Module):
 _CLASSIFIER: dict[str, LeNet] = {}
 
 
-def _weights_dir():
-    from importlib.resources import files
-
-    return files("wmark.loop") / "weights"
-
-
-def classifier_digest(blob: bytes) -> str:
-    """sha256 hex digest of a weights file's bytes."""
-    return hashlib.sha256(blob).hexdigest()
-
-
 def load_classifier(name: str = CLASSIFIER_NAME) -> LeNet:
     """The shipped classifier (eval mode, cached; ValueError if its sha256 does not match)."""
     if name not in _CLASSIFIER:
-        root = _weights_dir()
-        wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
-        if not wfile.is_file():
-            raise ValueError(f"no shipped classifier weights named {name!r}")
-        blob = wfile.read_bytes()
-        expected = sfile.read_text().split()[0] if sfile.is_file() else None
-        digest = classifier_digest(blob)
-        if digest != expected:
-            raise ValueError(f"classifier weights {name!r} fail their sha256 check (got {digest[:12]}..., "
-                             f"expected {(expected or 'none')[:12]}...)")
+        from wmark.assets import shipped_blob
+
+        blob = shipped_blob("wmark.loop", name, "classifier weights")
         state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         net = LeNet(int(state.pop("in_size").item()))
         net.load_state_dict(state)
@@ -141,13 +121,9 @@ def save_classifier(net: LeNet, folder: str | Path, name: str = CLASSIFIER_NAME)
     state["in_size"] = torch.tensor(net.pool * 32)
     buf = io.BytesIO()
     torch.save(state, buf)
-    blob = buf.getvalue()
-    digest = classifier_digest(blob)
-    d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{name}.pt").write_bytes(blob)
-    (d / f"{name}.sha256").write_text(f"{digest}  {name}.pt\n")
-    return digest
+    from wmark.assets import write_weights
+
+    return write_weights(folder, name, buf.getvalue())
 
 
 # -- spectra -----------------------------------------------------------------------------------------
@@ -220,27 +196,3 @@ def image_scores(real: RealReference | torch.Tensor, fake: torch.Tensor, k: int 
     spec = power_spectrum(fake)
     return ImageScores(metrics.frechet_distance(ref.feats, feats), precision, recall, class_entropy(logits),
                        spectral_distance(spec, ref.spectrum), band_log_ratio(spec, ref.spectrum, hf_band))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wmark.loop.image_metrics --train-classifier DIR``: retrain and write the weights."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-classifier", metavar="DIR", required=True, help="folder to write the weights into")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    from wmark.loop.mnist import EVAL_RANGE, TRAIN_RANGE, load_mnist
-
-    x, y = load_mnist()
-    (a, b), (c, d) = TRAIN_RANGE, EVAL_RANGE
-    net = train_classifier(x[a:b], y[a:b], epochs=args.epochs, seed=args.seed)
-    with torch.no_grad():
-        acc = float((net(x[c:d]).argmax(1).numpy() == y[c:d]).mean())
-    digest = save_classifier(net, args.train_classifier)
-    print(f"held-out accuracy {acc:.4f} ({d - c} digits); wrote {args.train_classifier}/{CLASSIFIER_NAME}.pt "
-          f"sha256 {digest}")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

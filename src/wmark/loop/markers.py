@@ -9,7 +9,7 @@ is exactly invertible with the key.
 """
 from __future__ import annotations
 
-import importlib
+from wmark._lazy import import_attr
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -51,8 +51,7 @@ def get_marker(name: str, **params: Any) -> Marker:
     spec = MARKERS.get(name)
     if spec is None:
         raise ValueError(f"unknown marker {name!r} (known: {', '.join(marker_names())})")
-    mod, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(mod), attr)(**params)
+    return import_attr(spec)(**params)
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ _CACHE: dict[tuple[str, int], tuple["torch.Tensor", np.ndarray]] = {}
 
 
 def mnist_dir(root: str | Path | None = None) -> Path:
-    """The MNIST folder: ``root`` if given, else ``shared_data() / "mnist"``."""
-    from wmark.paths import shared_data
+    """The MNIST folder: ``root`` if given, else ``shared_data("mnist")``."""
+    from wmark.assets import shared_data
 
-    return Path(root) if root is not None else shared_data() / "mnist"
+    return Path(root) if root is not None else shared_data("mnist")
 
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmark.assets import write_atomic
 from wmark.loop.engine import LoopResult, load_result
 
 
@@ -165,5 +166,5 @@ def write_report(run: LoopResult | str | Path, plots: bool = True) -> Path:
         raise ValueError("this result has no run folder to write a report into")
     pngs = write_plots(result, Path(result.out) / "plots") if plots else []
     path = Path(result.out) / "report.md"
-    path.write_text(markdown(result, pngs), encoding="utf-8")
+    write_atomic(path, markdown(result, pngs))
     return path

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wmark import stats
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -66,15 +68,6 @@ class Radioactivity:
         return self.num_green / self.num_scored if self.num_scored else float("nan")
 
 
-def binom_log10_sf(k: int, n: int, p: float) -> float:
-    """log10 P[X >= k] for X ~ Binomial(n, p) (accurate far into the tail)."""
-    from scipy.stats import binom
-
-    if n <= 0 or k <= 0:
-        return 0.0
-    return float(binom.logsf(k - 1, n, p) / math.log(10))
-
-
 def radioactivity(ts: "TokenScores", gamma: float) -> Radioactivity:
     """Radioactivity test on per-token green scores ``ts`` of a batch (0/1 scores, e.g. KGW):
     every valid position of every row joins one pool, repeated (seed, token) keys count once."""
@@ -90,4 +83,4 @@ def radioactivity(ts: "TokenScores", gamma: float) -> Radioactivity:
     g = scores[first]
     n, k = int(g.numel()), int(g.sum())
     z = (k - n * gamma) / math.sqrt(n * gamma * (1 - gamma))
-    return Radioactivity(n, k, float(gamma), float(z), binom_log10_sf(k, n, gamma))
+    return Radioactivity(n, k, float(gamma), float(z), float(stats.binom_log10_sf(k, n, gamma)))

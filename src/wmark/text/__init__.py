@@ -4,9 +4,6 @@ Lazy: ``from wmark.text import KGW`` imports torch only then.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from wmark._lazy import lazy_attributes
 
 _LAZY = {

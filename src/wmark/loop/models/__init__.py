@@ -5,7 +5,7 @@ image and text families add one line each. :func:`register_family` adds one at r
 """
 from __future__ import annotations
 
-import importlib
+from wmark._lazy import import_attr
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +42,6 @@ def get_family(name: str) -> "Family":
     spec = FAMILIES.get(name)
     if spec is None:
         raise ValueError(f"unknown model family {name!r} (known: {', '.join(family_names())})")
-    mod, _, attr = spec.partition(":")
-    fam = getattr(importlib.import_module(mod), attr)
+    fam = import_attr(spec)
     _LOADED[name] = fam
     return fam

@@ -76,7 +76,7 @@ def _timed(run: Callable[[], object], out: str) -> int:
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from wmark.robustness import RobustnessConfig, run_robustness
+    from wmark.bench.robustness import RobustnessConfig, run_robustness
 
     cfg = RobustnessConfig(out=args.out, images=args.images, attacks=args.attacks, strengths=args.strengths,
                            methods=args.methods, n=args.n, rivagan_n=args.rivagan_n, quick=args.quick,
@@ -85,7 +85,7 @@ def _robustness(args: argparse.Namespace) -> int:
 
 
 def _text_robustness(args: argparse.Namespace) -> int:
-    from wmark.text_robustness import TextRobustnessConfig, run_text_robustness
+    from wmark.bench.text_robustness import TextRobustnessConfig, run_text_robustness
 
     cfg = TextRobustnessConfig(out=args.out, schemes=args.schemes, lengths=args.lengths, rates=args.rates,
                                attacks=args.attacks, n=args.n, fpr_n=args.fpr_n, quick=args.quick, seed=args.seed,

@@ -1,38 +1,33 @@
-"""The one command-line entry point: ``wmark GROUP ...``.
+"""The one command-line entry point: ``wmark COMMAND ...``.
 
-Command groups are a registry of ``name -> "module:register"``; each module's ``register(sub)``
-adds its parsers (importing only argparse-level code) and sets ``func`` on them. Heavy work is
-imported inside the command functions, so ``wmark --help`` is instant.
+Command groups are a registry of ``name -> "module:register"``, one module of this package per
+group; each ``register(sub)`` adds its parsers (argparse-level code only) and sets ``func`` on them.
+Heavy work is imported inside the command functions, so ``wmark --help`` is instant.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
+
+from wmark._lazy import import_attr
 
 #: top-level command groups; add one line per group
 COMMANDS: dict[str, str] = {
-    "keygen": "wmark.keys_cli:register",
-    "text": "wmark.text.cli:register",
-    "lm": "wmark.lm.cli:register",
-    "train": "wmark.train_cli:register",
-    "image": "wmark.image.cli:register",  # embed / detect / strip
-    "attack": "wmark.attacks.cli:register",
-    "bench": "wmark.bench_cli:register",
-    "loop": "wmark.loop.cli:register",
-    "demo": "wmark.demo:register",
+    "keygen": "wmark.cli.keys:register",
+    "text": "wmark.cli.text:register",
+    "lm": "wmark.cli.lm:register",
+    "train": "wmark.cli.train:register",
+    "image": "wmark.cli.image:register",  # embed / detect / strip
+    "attack": "wmark.cli.attack:register",
+    "bench": "wmark.cli.bench:register",
+    "loop": "wmark.cli.loop:register",
+    "demo": "wmark.cli.demo:register",
 }
 
 
 class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
-
-
-def _load(spec: str) -> Callable[[argparse._SubParsersAction], None]:
-    mod, _, fn = spec.partition(":")
-    return getattr(importlib.import_module(mod), fn)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wmark", description="Autophagy-aware watermarking.")
     parser.add_argument("--version", action="version", version=f"wmark {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, spec in COMMANDS.items():
-        if importlib.util.find_spec(spec.partition(":")[0]) is None:
-            continue  # a group not built yet in this checkout
-        _load(spec)(sub)
+    for spec in COMMANDS.values():
+        import_attr(spec)(sub)
     return parser
 
 

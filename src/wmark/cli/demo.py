@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import math
 import time
 from typing import Callable
 
@@ -76,13 +75,6 @@ def text_section(quick: bool) -> None:
         print(f"  {name:<13} median p {float(np.median(r.p_value)):.1e}  detected {int(r.detected.sum())}/4")
 
 
-def _psnr(a, b) -> float:
-    import torch
-
-    mse = float(torch.mean((a.double() - b.double()) ** 2))
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 def image_section(quick: bool) -> None:
     """Mark a few Kodak images, attack them, detect, and strip with the key."""
     import numpy as np
@@ -90,11 +82,12 @@ def image_section(quick: bool) -> None:
     from PIL import Image
 
     import wmark.image
+    from wmark.assets import shared_data
     from wmark.attacks import get_attack
+    from wmark.image.quality import psnr
     from wmark.keys import Key
-    from wmark.paths import shared_data
 
-    kodak = shared_data() / "kodak"
+    kodak = shared_data("kodak")
     if not kodak.is_dir():
         print(f"(Kodak images not found at {kodak}: skipped)")
         return
@@ -112,7 +105,7 @@ def image_section(quick: bool) -> None:
         y = wm.embed(x, key, payload=payload).images
         t_embed = time.perf_counter() - t0
         d = wm.detect(y, key)[0]
-        print(f"\n{name} {x.shape[-1]}x{x.shape[-2]}: embed {t_embed * 1e3:.0f} ms, PSNR {_psnr(x, y):.1f} dB")
+        print(f"\n{name} {x.shape[-1]}x{x.shape[-2]}: embed {t_embed * 1e3:.0f} ms, PSNR {psnr(x, y, peak=1.0):.1f} dB")
         print(f"  clean        p={d.p_value:.1e} payload={d.payload_hex} detected={d.detected}")
         print(f"  wrong key    p={wm.detect(y, wrong)[0].p_value:.2f}   unmarked p={wm.detect(x, key)[0].p_value:.2f}")
         for label, (attack, strength) in attacks.items():
@@ -121,7 +114,7 @@ def image_section(quick: bool) -> None:
             print(f"  {label:<12} p={da.p_value:.1e} payload={da.payload_hex} detected={da.detected}")
         z = wm.strip(y, key).images
         ds = wm.detect(z, key)[0]
-        print(f"  strip        PSNR(stripped, original) {_psnr(x, z):.1f} dB; after strip p={ds.p_value:.2f} "
+        print(f"  strip        PSNR(stripped, original) {psnr(x, z, peak=1.0):.1f} dB; after strip p={ds.p_value:.2f} "
               f"detected={ds.detected}")
 
 
@@ -167,10 +160,11 @@ def loop_section(quick: bool) -> None:
     _answer(effects, ("green_frac", "green_z", "inherited", "radio_log10p", "distinct_1"))
     print(f"\nreport with plots: {path}")
 
-    from wmark.paths import shared_data
+    from wmark.assets import shared_data
 
-    if not (shared_data() / "mnist").is_dir():
-        print(f"\n(MNIST not found at {shared_data() / 'mnist'}: image loop skipped)")
+    mnist = shared_data("mnist")
+    if not mnist.is_dir():
+        print(f"\n(MNIST not found at {mnist}: image loop skipped)")
         return
     print()
     result, path, effects = _loop_run("demo-image", quick, {"n_real": 64, "model": {

@@ -9,8 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="mark images with the neural image watermark")
@@ -42,11 +40,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given; folders -> their image files (sorted, non-recursive)."""
+    from wmark.assets import list_images
+
     out: list[Path] = []
     for s in inputs:
         p = Path(s)
         if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            files = list_images(p)
             if not files:
                 raise ValueError(f"{p}: folder holds no images")
             out.extend(files)

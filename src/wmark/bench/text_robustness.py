@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from wmark.robustness import _md_table, _nan_to_none, _seed, plot_curves
+from wmark.assets import write_atomic
+from wmark.bench.report import md_table, nan_to_none, plot_curves, stable_seed
 
 DEFAULT_SCHEMES: tuple[str, ...] = ("kgw-lefthash", "kgw-selfhash", "unigram", "gumbel", "tournament")
 DEFAULT_ATTACKS: tuple[str, ...] = ("delete", "insert", "substitute", "lm_substitute")
@@ -80,7 +81,7 @@ class TextRobustnessResult:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["cells"] = [asdict(c) for c in self.cells]
-        return {"benchmark": "text-robustness", "schema": 1, **_nan_to_none(d)}
+        return {"benchmark": "text-robustness", "schema": 1, **nan_to_none(d)}
 
 
 def _key(alpha: float) -> str:
@@ -135,7 +136,7 @@ def check_names(names: Sequence[str], known: Sequence[str], what: str) -> tuple[
     return names
 
 
-def _prompts(lm: Any, n: int, seed: int) -> tuple[Any, str]:
+def sample_prompts(lm: Any, n: int, seed: int) -> tuple[Any, str]:
     """[n, PROMPT] human prompt tokens from the shared corpus (random windows), else a fixed prompt."""
     import torch
 
@@ -218,7 +219,7 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
         raise ValueError(f"{out}: exists and is not a folder")
     lm = wmark.lm.load()
     # the first n prompts do not depend on fpr_n (numpy draws them in order)
-    prompts, prompt_src = _prompts(lm, max(n, fpr_n), cfg.seed)
+    prompts, prompt_src = sample_prompts(lm, max(n, fpr_n), cfg.seed)
     prompts, extra_prompts = prompts[:n], prompts[n:]
     prefix = PrefixLogits(lm.model)
     total = n * (1 + len(schemes) * (1 + len(lengths))) + len(extra_prompts)
@@ -255,7 +256,7 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
                         spec = get_attack(a, "text")
                         kw = {k: ctx[k] for k in (*spec.needs, *EXTRA_KWARGS.get(a, ()))}
                         for r in rates:
-                            gen = torch.Generator().manual_seed(_seed(cfg.seed, a, j))
+                            gen = torch.Generator().manual_seed(stable_seed(cfg.seed, a, j))
                             got[a, r].append(torch.as_tensor(spec(docs[j], r, gen, **kw), dtype=torch.long))
                     bar.update(1)
                 for (a, r), seqs in got.items():
@@ -296,7 +297,7 @@ def report_markdown(res: TextRobustnessResult) -> str:
             for L in cfg["lengths"] for a in FPR_ALPHAS]
     lines += ["", "## FPR on unmarked LM text", "",
               "p < alpha on unmarked texts: count/texts = rate [two-sided 95% Clopper-Pearson interval].", "",
-              _md_table(["T", "alpha", *schemes], rows), ""]
+              md_table(["T", "alpha", *schemes], rows), ""]
     from wmark.attacks import get_attack
 
     for L in cfg["lengths"]:
@@ -304,15 +305,15 @@ def report_markdown(res: TextRobustnessResult) -> str:
             rows = [[f"{r:g}", *[f"{by[s, L, a, r].tpr[k3]:.2f}" for s in schemes],
                      f"{by[schemes[0], L, a, r].mean_tokens:.0f}"] for r in cfg["rates"]]
             lines += [f"## {a}, T = {L}", "", get_attack(a, "text").mapping_doc, "",
-                      "TPR at FPR 1e-3:", "", _md_table(["rate", *schemes, "mean tokens"], rows), ""]
+                      "TPR at FPR 1e-3:", "", md_table(["rate", *schemes, "mean tokens"], rows), ""]
     return "\n".join(lines)
 
 
 def write_outputs(res: TextRobustnessResult, out: Path) -> None:
     """results.json, report.md and text_robustness.png into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res.to_json(), indent=1) + "\n")
-    (out / "report.md").write_text(report_markdown(res))
+    write_atomic(out / "results.json", json.dumps(res.to_json(), indent=1) + "\n")
+    write_atomic(out / "report.md", report_markdown(res))
     multi = len(res.config["lengths"]) > 1
     plot_curves(res.cells, res.config["attacks"], lambda c: c.tpr[_key(1e-3)], "TPR @ FPR 1e-3",
                 out / "text_robustness.png", line_key=lambda c: f"{c.scheme} T={c.length}" if multi else c.scheme,

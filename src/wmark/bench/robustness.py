@@ -6,7 +6,7 @@ attacked image against the marked one. wmark's TPR comes from its calibrated p-v
 random bits per image) get ``p = P[Binomial(32, 1/2) >= k]`` for k matching bits (a one-sided test
 against the image's own known message), TPR = fraction with ``p < alpha``.
 
-    >>> from wmark.robustness import run_robustness, RobustnessConfig     # doctest: +SKIP
+    >>> from wmark.bench.robustness import run_robustness, RobustnessConfig     # doctest: +SKIP
     >>> run_robustness(RobustnessConfig(out="runs/rob", quick=True))       # doctest: +SKIP
 
 Everything heavy (torch, the models, imwatermark) is imported inside the functions that need it.
@@ -17,12 +17,16 @@ import json
 import math
 import sys
 import time
-import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
+
+from wmark.assets import IMAGE_EXTS, list_images, sha256_bytes, shared_data, write_atomic
+from wmark.bench.report import fmt, md_table, nan_to_none, plot_curves, stable_seed
+from wmark.image.quality import psnr, ssim_luma as ssim
+from wmark.stats import binom_sf
 
 ALPHAS: tuple[float, ...] = (1e-3, 1e-6)
 DEFAULT_STRENGTHS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -30,7 +34,6 @@ QUICK_STRENGTHS: tuple[float, ...] = (0.0, 0.5)
 QUICK_ATTACKS: tuple[str, ...] = ("jpeg", "crop_center", "noise", "blur", "regen_ae", "purify", "pgd")
 DEFAULT_METHODS: tuple[str, ...] = ("wmark", "dwtDct", "dwtDctSvd", "rivaGan")
 QUICK_METHODS: tuple[str, ...] = ("wmark", "dwtDct", "dwtDctSvd")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 QUICK_SIZE = 256  # imwatermark refuses images under 256 x 256 pixels
 BASELINE_BITS = 32
 PSNR_CAP = 100.0  # dB, for identical images
@@ -44,12 +47,7 @@ def alpha_key(alpha: float) -> str:
 # -- statistics -------------------------------------------------------------------------------------
 def binomial_pvalue(matches: int, n_bits: int = BASELINE_BITS) -> float:
     """``P[Binomial(n_bits, 1/2) >= matches]``: the p-value of ``matches`` correct bits out of ``n_bits``."""
-    k = int(matches)
-    if k <= 0:
-        return 1.0
-    if k > n_bits:
-        return 0.0
-    return math.fsum(math.comb(n_bits, j) for j in range(k, n_bits + 1)) / 2.0 ** n_bits
+    return float(binom_sf(int(matches), n_bits, 0.5))
 
 
 def tpr(p_values: Iterable[float], alpha: float) -> float:
@@ -61,28 +59,6 @@ def tpr(p_values: Iterable[float], alpha: float) -> float:
 def tpr_from_matches(matches: Iterable[int], alpha: float, n_bits: int = BASELINE_BITS) -> float:
     """TPR at ``alpha`` of a bit-matching baseline: fraction of images with ``binomial_pvalue(k) < alpha``."""
     return tpr((binomial_pvalue(k, n_bits) for k in matches), alpha)
-
-
-# -- image quality ----------------------------------------------------------------------------------
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 images of the same shape (NaN if shapes differ, capped at 100 dB)."""
-    if a.shape != b.shape:
-        return float("nan")
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse <= 255.0 ** 2 * 10 ** (-PSNR_CAP / 10) else 10 * math.log10(255.0 ** 2 / mse)
-
-
-def _gray(a: np.ndarray) -> np.ndarray:
-    return a.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) if a.ndim == 3 else a.astype(np.float64)
-
-
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM on luma (Rec. 601) of two uint8 images (skimage, 7x7 window; NaN if shapes differ)."""
-    if a.shape != b.shape:
-        return float("nan")
-    from skimage.metrics import structural_similarity
-
-    return float(structural_similarity(_gray(a), _gray(b), data_range=255.0))
 
 
 # -- images -----------------------------------------------------------------------------------------
@@ -104,11 +80,9 @@ def load_images(folder: str | Path, n: int | None = None,
     from PIL import Image, UnidentifiedImageError
 
     d = Path(folder)
-    if not d.is_dir():
-        raise ValueError(f"{d}: not a folder of images")
-    paths = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:n]
+    paths = list_images(d)[:n]
     if not paths:
-        raise ValueError(f"{d}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{d}: no images found ({', '.join(sorted(IMAGE_EXTS))})")
     out = []
     for p in paths:
         try:
@@ -219,14 +193,14 @@ class WmarkMethod:
         return Marked(to_uint8(emb.images), np.asarray(emb.bits).astype(np.uint8), payload)
 
     def read(self, image: np.ndarray, marked: Marked) -> Reading:
-        from wmark.codes import _bytes_to_bits
+        from wmark.codes import bytes_to_bits
 
         x = to_tensor(image)
         det = self._one(self.wm.detect(x, self.key))
         blind = self._reading(det, marked)
-        got = _bytes_to_bits(det.payload) if det.payload is not None else \
+        got = bytes_to_bits(det.payload) if det.payload is not None else \
             self.wm.code.descramble(np.asarray(det.bits).astype(np.uint8), self.key)[: self.wm.code.k_bits]
-        message = Reading(float((got == _bytes_to_bits(marked.state)).mean()), blind.p_value)
+        message = Reading(float((got == bytes_to_bits(marked.state)).mean()), blind.p_value)
         known = self._reading(self._one(self.wm.detect(x, self.key, marked.state)), marked)
         return Reading(blind.bit_acc, blind.p_value, (("wmark-payload", message), ("wmark-known", known)))
 
@@ -309,13 +283,10 @@ def _baseline(method: str) -> Callable[..., Method]:
 
 def _weights_record(weights: str | None) -> dict[str, str]:
     """Which image weights wmark ran with: the shipped name or the file's path, and its sha256."""
-    import hashlib
-
     from wmark.image.model import weights_blob
 
     blob = weights_blob("default") if weights is None else _weights_bytes(weights)
-    return {"source": "shipped:default" if weights is None else str(weights),
-            "sha256": hashlib.sha256(blob).hexdigest()}
+    return {"source": "shipped:default" if weights is None else str(weights), "sha256": sha256_bytes(blob)}
 
 
 #: method name -> factory(weights=None) (raises ImportError / RuntimeError when not runnable here);
@@ -395,17 +366,7 @@ class RobustnessResult:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["cells"] = [asdict(c) for c in self.cells]
-        return {"benchmark": "robustness", "schema": 1, **_nan_to_none(d)}
-
-
-def _nan_to_none(x: Any) -> Any:
-    if isinstance(x, float):
-        return None if math.isnan(x) else x
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    return x
+        return {"benchmark": "robustness", "schema": 1, **nan_to_none(d)}
 
 
 # -- the sweep --------------------------------------------------------------------------------------
@@ -430,10 +391,6 @@ def check_methods(names: Sequence[str]) -> tuple[str, ...]:
     if bad or not names:
         raise ValueError(f"unknown method {', '.join(map(repr, bad)) or '(none given)'}; known: {', '.join(METHODS)}")
     return names
-
-
-def _seed(*parts: Any) -> int:
-    return zlib.crc32(repr(parts).encode()) & 0x7FFFFFFF
 
 
 def _evaluate(method: Method, idx: int, image: np.ndarray, attacks: Sequence[str], strengths: Sequence[float],
@@ -461,12 +418,12 @@ def _evaluate(method: Method, idx: int, image: np.ndarray, attacks: Sequence[str
             key = "identity" if (s == 0 and spec.identity_at_zero) else repr(spec.param_value(s))
             done.setdefault("identity", (clean, PSNR_CAP, 1.0))
             if key not in done:
-                gen = torch.Generator().manual_seed(_seed(seed, idx, name))
+                gen = torch.Generator().manual_seed(stable_seed(seed, idx, name))
                 y = to_uint8(spec(x, s, gen, **extra))
-                done[key] = (method.read(y, marked), psnr(y, marked.image), ssim(y, marked.image))
+                done[key] = (method.read(y, marked), psnr(y, marked.image, cap=PSNR_CAP), ssim(y, marked.image))
             r, p, q = done[key]
             samples += [Sample(m, idx, name, float(s), v.bit_acc, v.p_value, p, q) for m, v in _readouts(method, r)]
-    return samples, psnr(marked.image, image), ssim(marked.image, image), len(marked.bits)
+    return samples, psnr(marked.image, image, cap=PSNR_CAP), ssim(marked.image, image), len(marked.bits)
 
 
 def _readouts(method: Method, r: Reading) -> list[tuple[str, Reading]]:
@@ -560,7 +517,6 @@ def _resolve(cfg: RobustnessConfig) -> tuple[list[np.ndarray], list[str], str, t
                                              tuple[str, ...]]:
     from wmark.attacks import registry
     from wmark.attacks.spec import check_strength
-    from wmark.paths import shared_data
 
     attacks = check_attacks(cfg.attacks if cfg.attacks is not None
                             else QUICK_ATTACKS if cfg.quick else tuple(registry("image")))
@@ -574,7 +530,7 @@ def _resolve(cfg: RobustnessConfig) -> tuple[list[np.ndarray], list[str], str, t
     if n < 1 or cfg.rivagan_n < 1 or cfg.jobs < 1:
         raise ValueError(f"--n, --rivagan-n and --jobs must be >= 1, got {n}, {cfg.rivagan_n} and {cfg.jobs}")
     size = QUICK_SIZE if cfg.quick else None
-    folder = Path(cfg.images) if cfg.images else shared_data() / "kodak"
+    folder = Path(cfg.images) if cfg.images else shared_data("kodak")
     if cfg.images is None and cfg.quick and not folder.is_dir():
         print(f"no images at {folder}: using {n} synthetic {size}x{size} images", file=sys.stderr)
         return synthetic_images(n, size, cfg.seed), [f"synthetic{i}" for i in range(n)], "synthetic", \
@@ -673,15 +629,6 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
 
 
 # -- outputs ----------------------------------------------------------------------------------------
-def _fmt(v: float | None, nd: int = 2) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
-
-
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
-
-
 def report_markdown(res: RobustnessResult) -> str:
     """The Markdown report: clean table, one table per attack, and where each method breaks."""
     cfg, methods = res.config, list(res.methods)
@@ -705,10 +652,10 @@ def report_markdown(res: RobustnessResult) -> str:
                      "(`--rivagan-n`; about 4 s per decode on 2 CPU cores).")
     lines += [f"- {n}" for n in res.notes]
     lines += ["", "## Clean (no attack)", "",
-              _md_table(["method", "embed PSNR dB", "embed SSIM", "bit acc", "TPR@1e-3", "TPR@1e-6"],
-                        [[m, _fmt(res.methods[m]["embed_psnr"], 1), _fmt(res.methods[m]["embed_ssim"], 3),
-                          _fmt(by[m, "none", 0.0].bit_acc, 3), _fmt(by[m, "none", 0.0].tpr[alpha_key(1e-3)]),
-                          _fmt(by[m, "none", 0.0].tpr[k6])] for m in methods if (m, "none", 0.0) in by]), ""]
+              md_table(["method", "embed PSNR dB", "embed SSIM", "bit acc", "TPR@1e-3", "TPR@1e-6"],
+                        [[m, fmt(res.methods[m]["embed_psnr"], 1), fmt(res.methods[m]["embed_ssim"], 3),
+                          fmt(by[m, "none", 0.0].bit_acc, 3), fmt(by[m, "none", 0.0].tpr[alpha_key(1e-3)]),
+                          fmt(by[m, "none", 0.0].tpr[k6])] for m in methods if (m, "none", 0.0) in by]), ""]
     lines += ["## Per attack", "", "Cells: mean bit accuracy / TPR at FPR 1e-6. PSNR / SSIM: attacked vs marked "
               f"({methods[0] if methods else '-'}'s images).", ""]
     from wmark.attacks import get_attack
@@ -722,14 +669,14 @@ def report_markdown(res: RobustnessResult) -> str:
             param = first.param if first else spec.param_value(s)
             rows.append([f"{s:g}", f"{param:.4g}" if isinstance(param, float) else str(param),
                          *[f"{c.bit_acc:.2f} / {c.tpr[k6]:.2f}" if c else "-" for c in cs],
-                         _fmt(first.psnr if first else None, 1), _fmt(first.ssim if first else None, 3)])
+                         fmt(first.psnr if first else None, 1), fmt(first.ssim if first else None, 3)])
         lines += [f"### {a}", "", f"{spec.param}: {spec.mapping_doc}", "",
-                  _md_table(["strength", spec.param, *methods, "PSNR dB", "SSIM"], rows), ""]
+                  md_table(["strength", spec.param, *methods, "PSNR dB", "SSIM"], rows), ""]
     lines += _shortfall_lines(res)
     lines += ["## Where wmark breaks", "",
               "Smallest strength at which TPR at FPR 1e-6 falls below 0.5 (other methods for comparison; "
               "\"fails unattacked\": below 0.5 already without an attack).", "",
-              _md_table(["attack", *methods],
+              md_table(["attack", *methods],
                         [[a, *[_break_text(res.breaks.get(m, {}), a, max(cfg["strengths"]), by.get((m, "none", 0.0)))
                                for m in methods]] for a in cfg["attacks"]]), ""]
     return "\n".join(lines)
@@ -747,7 +694,7 @@ def _shortfall_lines(res: RobustnessResult) -> list[str]:
         return lines + ["", "None: " + ", ".join(ours) + " >= every baseline in every such cell.", ""]
     rows = [[d["method"], d["baseline"], d["attack"], f"{d['strength']:g}", str(d["n_images"]),
              f"{d['bit_acc']:.3f}", f"{d['baseline_bit_acc']:.3f}"] for d in res.shortfalls]
-    return lines + ["", _md_table(["wmark read-out", "baseline", "attack", "strength", "images", "wmark bit acc",
+    return lines + ["", md_table(["wmark read-out", "baseline", "attack", "strength", "images", "wmark bit acc",
                                    "baseline bit acc"], rows), ""]
 
 
@@ -761,51 +708,6 @@ def _break_text(row: dict[str, float | None], attack: str, top: float, clean: Ce
     return f"holds to {float(top)}" if s is None else f"breaks at {float(s)}"
 
 
-def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[Any], float], ylabel: str,
-                path: Path, line_key: Callable[[Any], str] = lambda c: c.method,
-                x_of: Callable[[Any], float] = lambda c: c.strength, xlabel: str = "strength") -> None:
-    """One subplot per ``cell.attack``, one line per ``line_key``: ``metric`` against ``x_of``, saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(4, max(1, len(attacks)))
-    rows = math.ceil(len(attacks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, sharey=True)
-    order = list(dict.fromkeys(line_key(c) for c in cells))
-    colour = {k: f"C{i % 10}" for i, k in enumerate(order)}
-    # lines that coincide stay visible: earlier lines wider, each with its own marker
-    width = {k: max(1.0, 3.0 - 0.5 * i) for i, k in enumerate(order)}
-    marker = {k: "osD^vx<>"[i % 8] for i, k in enumerate(order)}
-    for ax, a in zip(axes.flat, attacks):
-        lines: dict[str, list[Any]] = {}
-        for c in cells:
-            if c.attack == a:
-                lines.setdefault(line_key(c), []).append(c)
-        for label, cs in lines.items():
-            cs = sorted(cs, key=x_of)
-            ax.plot([x_of(c) for c in cs], [metric(c) for c in cs], marker=marker[label], ms=3, label=label,
-                    color=colour[label], lw=width[label])
-        ax.set_title(a, fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(attacks):]:
-        ax.axis("off")
-    for ax in axes[:, 0]:
-        ax.set_ylabel(ylabel, fontsize=8)
-    legend: dict[str, Any] = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            legend.setdefault(lab, h)
-    labels, handles = list(legend), list(legend.values())
-    fig.legend(handles, labels, loc="upper center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # 0.4 in for the legend
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 PLOTS: dict[str, tuple[str, Callable[[Cell], float]]] = {
     "bit_accuracy.png": ("bit accuracy", lambda c: c.bit_acc),
     "tpr_1e-6.png": ("TPR @ FPR 1e-6", lambda c: c.tpr[alpha_key(1e-6)]),
@@ -815,8 +717,8 @@ PLOTS: dict[str, tuple[str, Callable[[Cell], float]]] = {
 def write_outputs(res: RobustnessResult, out: Path) -> None:
     """results.json, report.md and the :data:`PLOTS` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res.to_json(), indent=1) + "\n")
-    (out / "report.md").write_text(report_markdown(res))
+    write_atomic(out / "results.json", json.dumps(res.to_json(), indent=1) + "\n")
+    write_atomic(out / "report.md", report_markdown(res))
     attacks = res.config["attacks"]
     for name, (label, fn) in PLOTS.items():
         plot_curves(res.cells, attacks, fn, label, out / name)

@@ -1,0 +1,134 @@
+"""What wmark reads and writes on disk: shipped weights (sha256-checked), the shared data folder, the
+one atomic writer, image listing and the luma weights.
+
+Standard library only at import; nothing here touches torch unless given a tensor.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+#: file suffixes listed as images (lower case)
+IMAGE_EXTS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+#: Rec. 601 luma weights (R, G, B)
+LUMA: tuple[float, float, float] = (0.299, 0.587, 0.114)
+
+
+class WeightsIntegrityError(ValueError):
+    """A shipped or trained weights file is missing its checksum or does not match it."""
+
+
+# -- checksums and shipped blobs ------------------------------------------------------------------------
+def sha256_bytes(blob: bytes) -> str:
+    """Hex sha256 of ``blob``."""
+    return hashlib.sha256(blob).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shipped_blob(package: str, name: str, what: str = "weights") -> bytes:
+    """The bytes of ``<package>/weights/<name>.pt``, verified against ``weights/<name>.sha256``.
+
+    ``what`` names the weights in error messages. FileNotFoundError where the file is not shipped,
+    :class:`WeightsIntegrityError` where its sha256 is missing or differs."""
+    from importlib.resources import files
+
+    root = files(package) / "weights"
+    wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
+    if not wfile.is_file():
+        raise FileNotFoundError(f"no shipped {what} named {name!r} in {package}/weights")
+    blob = wfile.read_bytes()
+    digest = sha256_bytes(blob)
+    expected = sfile.read_text().split()[0] if sfile.is_file() else None
+    if expected != digest:
+        raise WeightsIntegrityError(f"{what} {name!r} fail their sha256 check (got {digest[:12]}..., expected "
+                                    f"{(expected or 'none')[:12]}...)")
+    return blob
+
+
+def write_weights(folder: str | os.PathLike[str], name: str, blob: bytes) -> str:
+    """Write ``folder/<name>.pt`` and ``folder/<name>.sha256`` (atomically); returns the digest."""
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    digest = sha256_bytes(blob)
+    write_atomic(d / f"{name}.pt", blob)
+    write_atomic(d / f"{name}.sha256", f"{digest}  {name}.pt\n")
+    return digest
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part:
+    a temporary file in the same folder, fsync, then ``os.replace``. ``str`` is written as UTF-8;
+    ``mode`` defaults to 0o666 less the umask, as ``open`` would give."""
+    p = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+# -- the shared data folder -----------------------------------------------------------------------------
+def shared_data(sub: str | None = None) -> Path:
+    """The shared data folder (or its subfolder ``sub``): ``$WMARK_SHARED_DATA`` if set, else
+    ``../shared/data`` beside the source checkout or the working directory (the first that exists)."""
+    env = os.environ.get("WMARK_SHARED_DATA")
+    if env:
+        base = Path(env)
+    else:
+        repo = Path(__file__).resolve().parents[2]
+        cands = [b.parent / "shared" / "data" for b in (repo, Path.cwd())]
+        base = next((c for c in cands if c.is_dir()), cands[0])
+    return base / sub if sub else base
+
+
+# -- images ---------------------------------------------------------------------------------------------
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True for a regular file whose suffix is in :data:`IMAGE_EXTS`."""
+    p = Path(path)
+    return p.suffix.lower() in IMAGE_EXTS and p.is_file()
+
+
+def list_images(folder: str | os.PathLike[str], exts: Iterable[str] = IMAGE_EXTS) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name (ValueError if it is not a folder)."""
+    d = Path(folder)
+    if not d.is_dir():
+        raise ValueError(f"{d}: not a folder of images")
+    allowed = {e.lower() for e in exts}
+    return sorted(p for p in d.iterdir() if p.suffix.lower() in allowed and p.is_file())
+
+
+def luma(x: "torch.Tensor") -> "torch.Tensor":
+    """``[B, 3, H, W]`` (or ``[B, 1, H, W]``) -> ``[B, 1, H, W]`` Rec. 601 luminance."""
+    if x.shape[1] == 1:
+        return x
+    w = x.new_tensor(LUMA).view(1, 3, 1, 1)
+    return (x[:, :3] * w).sum(1, keepdim=True)
