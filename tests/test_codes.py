@@ -72,3 +72,4 @@ def test_payload_forms():
     assert parse_payload(258, 6) == bytes([0, 0, 0, 0, 1, 2])
     assert parse_payload("0x0102", 6) == bytes([0, 0, 0, 0, 1, 2])
     assert parse_payload(b"abcdef", 6) == b"abcdef"
+

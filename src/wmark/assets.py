@@ -48,9 +48,15 @@ def shipped_blob(package: str, name: str, what: str = "weights") -> bytes:
     from importlib.resources import files
 
     root = files(package) / "weights"
-    wfile, sfile = root / f"{name}.pt", root / f"{name}.sha256"
-    if not wfile.is_file():
+    if not (root / f"{name}.pt").is_file():
         raise FileNotFoundError(f"no shipped {what} named {name!r} in {package}/weights")
+    return verified_blob(root, name, what)
+
+
+def verified_blob(folder, name: str, what: str = "weights") -> bytes:
+    """The bytes of ``folder/<name>.pt`` (a path or an importlib.resources Traversable), verified
+    against the first word of ``folder/<name>.sha256`` (:class:`WeightsIntegrityError` otherwise)."""
+    wfile, sfile = folder / f"{name}.pt", folder / f"{name}.sha256"
     blob = wfile.read_bytes()
     digest = sha256_bytes(blob)
     expected = sfile.read_text().split()[0] if sfile.is_file() else None
