@@ -8,7 +8,6 @@ and the lazy names below.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any
 
@@ -17,11 +16,9 @@ __all__ = ["triton_available", "kgw_bias_triton", "kgw_green_triton"]
 
 def triton_available() -> bool:
     """True where triton imports and can run: a CUDA device, or the interpreter (TRITON_INTERPRET=1)."""
-    if importlib.util.find_spec("triton") is None:
-        return False
     try:
         import triton  # noqa: F401
-    except Exception:  # a broken install counts as unavailable
+    except Exception:  # not installed, or a broken install: unavailable
         return False
     if os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on"):
         return True

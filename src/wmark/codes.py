@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -68,10 +68,9 @@ def _stream(key: "Key", label: str, nbytes: int) -> bytes:
 
 def codeword_pvalue(agree, n: int, k_bits: int):
     """Union-bound p-value ``min(1, 2**k_bits * P[Bin(n, 1/2) >= agree])`` (numpy, broadcasts)."""
-    from wmark.stats import binom_sf
+    from wmark.stats import binom_sf, bonferroni
 
-    tail = binom_sf(np.asarray(agree), n, 0.5)
-    return np.minimum(1.0, tail * 2.0 ** k_bits)
+    return bonferroni(binom_sf(np.asarray(agree), n, 0.5), 2.0 ** k_bits)
 
 
 def known_payload_pvalue(agree, n: int):
@@ -196,15 +195,3 @@ class PayloadCode:
         agree, msg, nfix, cw = best
         p = float(codeword_pvalue(agree, self.n_bits, self.k_bits))
         return DecodeResult(msg, True, nfix, agree, self.n_bits, p, cw)
-
-    def decode_batch(self, carried: np.ndarray, key: "Key",
-                     confidence: np.ndarray | None = None) -> list[DecodeResult]:
-        """Decode [B, n_bits] carried bits (optionally with [B, n_bits] confidences)."""
-        carried = np.asarray(carried)
-        return [self.decode(carried[i], key, None if confidence is None else confidence[i])
-                for i in range(carried.shape[0])]
-
-
-def hamming(a: Sequence[int], b: Sequence[int]) -> int:
-    """Number of differing bits between two equal-length 0/1 sequences."""
-    return int((np.asarray(a, dtype=np.uint8) != np.asarray(b, dtype=np.uint8)).sum())

@@ -2,7 +2,6 @@
 Frechet distance, precision / recall, spectra), the product's image marker, a tiny run end to end."""
 from __future__ import annotations
 
-import hashlib
 import pickle
 
 import numpy as np
@@ -141,6 +140,28 @@ def test_marker_round_trip(real, demo_key):
     z = mk.strip(y, demo_key)
     assert z.shape == x.shape and mk.detect(z, demo_key).mean() <= 0.125
     assert IM.band_log_ratio(IM.power_spectrum(y), IM.power_spectrum(x)) > 0.0  # the mark is high-frequency
+
+
+def test_marker_reuses_detections_of_equal_images_only(demo_key, monkeypatch):
+    """detect() then metrics() on the same images decodes once; the memo is keyed by the images'
+    values (an equal copy hits, an in-place change misses), not by tensor identity."""
+    from wmark.loop import image_marker
+
+    calls = []
+
+    class FakeWM:
+        def detect(self, x, key, search=True):
+            calls.append(x.shape[0])
+            return [float(v) for v in x.flatten(1).sum(1)]
+
+    monkeypatch.setattr(image_marker.ImageWM, "wm", property(lambda self: FakeWM()))
+    monkeypatch.setattr(image_marker, "_LAST", {})
+    mk = image_marker.ImageWM(batch=2)
+    x = torch.rand(3, 1, 64, 64)
+    first = mk.detections(x, demo_key)
+    assert mk.detections(x.clone(), demo_key) == first and calls == [2, 1]
+    x[0] += 1.0
+    assert mk.detections(x, demo_key)[0] == pytest.approx(first[0] + 64 * 64) and calls == [2, 1, 2, 1]
 
 
 def test_presets_build():

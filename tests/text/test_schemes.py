@@ -1,4 +1,5 @@
 """Closed-form and consistency checks of the text schemes."""
+import json
 import math
 
 import numpy as np
@@ -141,6 +142,9 @@ def test_windowed_detection_finds_a_marked_span(demo_key):
     lo, hi = max(r.window.start, 500), min(r.window.end, 620)
     assert (hi - lo) / (r.window.end - r.window.start) > 0.6
     assert r.detected
+    d = json.loads(json.dumps(r.to_json()))
+    assert d["window"]["p_value_corrected"] == r.window.p_value_corrected and d["detected"] is True
+    assert "window" not in s.detect(ids).to_json()
 
 
 def test_padded_batch_equals_single_sequences(demo_key):

@@ -120,8 +120,7 @@ def _detect(args: argparse.Namespace) -> int:
     for f in _progress(files, "detect"):
         d = model.detect(imio.load(f), key, payload=args.payload, alpha=args.alpha)
         if args.json:
-            print(json.dumps({"path": str(f), "detected": bool(d.detected), "p_value": float(d.p_value),
-                              "payload": d.payload_hex}), flush=True)
+            print(json.dumps({"path": str(f), **d.to_json()}), flush=True)
         else:
             verdict = "MARKED" if d.detected else "not marked"
             print(f"{f}: {verdict}  p={d.p_value:.3g}  payload={d.payload_hex or '-'}", flush=True)

@@ -5,7 +5,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 
 def _add_scheme_args(p: argparse.ArgumentParser) -> None:
@@ -125,14 +124,8 @@ def _detect(args: argparse.Namespace) -> int:
                               ignore_prefix=args.ignore_prefix, windowed=args.windowed, min_window=args.min_window)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
-        out: dict[str, Any] = {"path": path, "detected": r.detected, "p_value": r.p_value, "z_score": r.z_score,
-                               "num_scored": r.num_scored, "num_tokens": r.num_tokens, "score": r.score,
-                               "scheme": r.scheme}
-        if r.window is not None:
-            out["window"] = {"start": r.window.start, "end": r.window.end, "p_value": r.window.p_value,
-                             "p_value_corrected": r.window.p_value_corrected, "z_score": r.window.z_score}
         if args.json:
-            print(json.dumps(out))
+            print(json.dumps({"path": path, **r.to_json()}))
         else:
             w = (f", best window [{r.window.start}, {r.window.end}) p={r.window.p_value_corrected:.3g} (corrected)"
                  if r.window else "")

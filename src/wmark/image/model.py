@@ -1,25 +1,28 @@
 """The image watermarker: training forward pass and inference ``embed`` / ``detect`` / ``strip``.
 
-Functional core (pure, no hidden state): :func:`residual` (cover -> luminance residual),
-:func:`read_logits` (image -> bit logits) and :func:`strip_tensor` (fixed point that removes a known
-residual). :class:`ImageWatermarker` holds the networks, code and settings, loads shipped weights,
-and converts PIL / numpy / tensors.
+Functional core (pure, no hidden state): :func:`residual`, :func:`read_logits`, :func:`strip_tensor`.
+:class:`ImageWatermarker` holds the networks, the keyed code (:mod:`wmark.codes`) and settings, loads
+shipped weights and converts PIL / numpy / tensors. Shapes for the defaults (n = 128 carried bits,
+6-byte payload, tile t = 32 working px = 64 native px, S = t * t cyclic shifts)::
 
-Detection p-value: the decoder's hard bits are descrambled with the key and RS-decoded (with
-erasures from the per-bit confidences); that p-value is the union bound over all 2**48 codewords of
-the binomial tail of the agreement count (see :mod:`wmark.codes`). It is combined (Bonferroni x2)
-with the exact binomial tail against the default payload's codeword (payload None = zeros), so
-images marked without a payload detect at full strength. With ``payload=`` given, the exact binomial
-tail against that one codeword is used instead, at the shift of largest logit energy and at the
-cyclic shift that agrees best with the codeword (x t*t shifts; the two tests Bonferroni x2): a known
-payload still finds its tile alignment where heavy noise hides it from the key-blind energy.
-Geometric search multiplies by its K hypotheses; one of them is the raw read summed with reads of the
-image low-passed at ``DENOISE_SIGMAS`` (:func:`combine_views`), tried where the raw read does not detect
-or agrees with its codeword on fewer than ``RECHECK_AGREE`` of the bits; with a known payload each
-low-passed read is a hypothesis too. Blind, where no hypothesis detects, the bits reported are that sum
-read at the image's own tile origin (where an uncropped image has it) unless another cyclic shift scores
-clearly higher (:func:`report_logits`): heavy noise hides the alignment from the energy
-long before it erases the bits. They are not a hypothesis, so no p-value depends on them.
+    embed   payload -> codeword bits [n] -> encoder tile [1, 1, 64, 64], repeated over the image,
+            weighted by the perceptual mask, scaled to RMS ``rms`` -> residual [B, 1, H, W],
+            added to every channel
+    read    image [B, C, H, W] (centre crop <= MAX_DECODE_SIDE) -> prefilter features
+            [B, 4, H/2, W/2] folded to [B, 4, t, t] -> logits at every shift [B, n, S] -> logits
+            [B, n] at the shift of largest energy (both minus the null bias)
+    decide  payload unknown: min(union bound over the 2**48 codewords for the RS-decoded one,
+            exact binomial tail against the default payload's codeword) x 2, so marks made without
+            a payload detect at full strength; payload known: exact binomial tail against its
+            codeword at the key-blind shift and at the shift that agrees best with it (x S), x 2
+    search  p-value x K hypotheses (5 blind, 7 with a known payload): as given; best 2x2 pooling
+            phase; rotation / scale from the tile lattice; mirrored; the raw read summed with reads
+            low-passed at DENOISE_SIGMAS (known payload: each low-passed read too), made only where
+            the raw read does not detect or agrees on fewer than RECHECK_AGREE of its bits
+
+Blind, where no hypothesis detects, the bits reported are the summed read's at the image's own tile
+origin unless another shift scores clearly higher (:func:`report_logits`): heavy noise hides the
+alignment long before it erases the bits. They are not a hypothesis, so no p-value depends on them.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
 from wmark.image import io as imio
 from wmark.image.nets import (Decoder, Encoder, apply_residual, best_shift_logits, bits_to_signs, fold,
                               gaussian_blur, luma, perceptual_mask, resize, shape_residual, standardize)
+from wmark.stats import bonferroni
 
 DEFAULT_ALPHA = 1e-3
 
@@ -64,9 +68,11 @@ class Detection:
     def payload_hex(self) -> str | None:
         return None if self.payload is None else self.payload.hex()
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict of the scalar fields (``payload`` as hex or None; not ``bits`` / ``confidence``)."""
         return {"detected": bool(self.detected), "p_value": float(self.p_value), "payload": self.payload_hex,
-                "agree": int(self.agree), "n_bits": int(self.n_bits)}
+                "agree": int(self.agree), "n_bits": int(self.n_bits), "n_corrected": int(self.n_corrected),
+                "alpha": float(self.alpha)}
 
 
 @dataclass(frozen=True)
@@ -351,7 +357,7 @@ class ImageWatermarker(nn.Module):
         conf = np.abs(np.tanh(lg / 2))  # |2 sigmoid - 1|
         r = self.code.decode(hard, key, conf)
         if payload is not None:
-            p = min(1.0, p * mult)
+            p = float(bonferroni(p, mult))
             return Detection(p < alpha, p, r.payload, hard, conf, agree, n, r.n_corrected, alpha)
         # unknown payload: the best of (any RS codeword, union bound) and (the default all-zero
         # payload, exact binomial), Bonferroni x2 -- marks made without a payload detect strongly
@@ -362,7 +368,7 @@ class ImageWatermarker(nn.Module):
             p, payload_read, agree = p0, bytes(self.code.data_bytes), agree0
         else:
             p, payload_read, agree = r.p_value, r.payload, r.agree
-        p = min(1.0, 2.0 * p * mult)
+        p = float(bonferroni(p, 2 * mult))
         return Detection(p < alpha, p, payload_read if p < alpha else None, hard, conf, agree, n, r.n_corrected,
                          alpha)
 
@@ -430,12 +436,11 @@ class ImageWatermarker(nn.Module):
 
     def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits [1, n] (and at every shift [1, n, t * t]) of luminance y [1, 1, H, W] with the
-        estimated rotation / scale undone. Each
-        choice is by peak ratio
-        (sign- and key-blind): the estimate or a square-lattice alias (theta + 45, scale * or /
-        sqrt 2, sharing half the lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45,
-        which the lattice cannot tell apart); the scale (+-0.3%, or exactly 1 when close); the
-        pooling phase. ``ang`` / ``scale``: the lattice estimate (:meth:`estimate_geometry`)."""
+        estimated rotation / scale undone. Each choice is by peak ratio (sign- and key-blind): the
+        estimate or a square-lattice alias (theta + 45, scale * or / sqrt 2, sharing half the
+        lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45, which the lattice cannot
+        tell apart); the scale (+-0.3%, or exactly 1 when close); the pooling phase. ``ang`` /
+        ``scale``: the lattice estimate (:meth:`estimate_geometry`)."""
         alias = ang - 45 if ang > 0 else ang + 45
         cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
         ang, scale = cands[self._pick([geometry_view(y, a, s) for a, s in cands])[0]]
@@ -454,9 +459,8 @@ class ImageWatermarker(nn.Module):
         """Detection over ``N_HYPOTHESES`` hypotheses: the image as given; the 2x2 pooling phase of
         largest peak ratio (odd crop offsets; only when the lattice shows no rotation / scale);
         undoing the rotation and scale estimated from the peaks of the tile lattice in its spectrum
-        (best phase again); mirrored. Reports the best
-        p-value times the number of hypotheses (valid for any stopping rule: each hypothesis is chosen
-        without the key). The image as given is kept if it reads a codeword without a bit error or if
+        (best phase again); mirrored. Reports the best p-value times the number of hypotheses (valid
+        for any stopping rule: each hypothesis is chosen without the key). The image as given is kept if it reads a codeword without a bit error or if
         its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
         search stops at the first hypothesis that detects. Crops and translations by even offsets need
         no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
@@ -521,7 +525,10 @@ class ImageWatermarker(nn.Module):
 
     def detect(self, images, key, payload: bytes | str | int | None = None,
                alpha: float = DEFAULT_ALPHA, search: bool = True) -> Detection | list[Detection]:
-        """Detect the mark of ``key``: one :class:`Detection` per image (a list unless one image given).
+        """Detect the mark of ``key``. The return type follows the input kind: one image (PIL image,
+        numpy [H, W] / [H, W, C], tensor [C, H, W], file path) gives one :class:`Detection`; a list /
+        tuple of images or a batch tensor [B, C, H, W] (even B = 1) gives ``list[Detection]``, one per
+        image in order (a batch tensor inside a list contributes B entries).
 
         ``search`` also tries the other 2x2 pooling phases, the rotation / scale estimated from the
         mark's tile lattice, a mirror image and the raw + low-passed reads summed (5 hypotheses,
@@ -589,8 +596,10 @@ def embed(images, key, payload=None, model: str = "default") -> Embedded:
     return load(model).embed(images, key, payload)
 
 
-def detect(images, key, payload=None, alpha: float = DEFAULT_ALPHA, model: str = "default"):
-    """Detect with the shipped model (see :meth:`ImageWatermarker.detect`)."""
+def detect(images, key, payload=None, alpha: float = DEFAULT_ALPHA,
+           model: str = "default") -> Detection | list[Detection]:
+    """Detect with the shipped model (see :meth:`ImageWatermarker.detect`: one :class:`Detection` for
+    one image, a list for a list or a batch tensor)."""
     return load(model).detect(images, key, payload, alpha)
 
 

@@ -23,18 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-LUMA = (0.299, 0.587, 0.114)
+from wmark.assets import luma
 
 
 # -- pure functions ----------------------------------------------------------------------------
-def luma(x: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] (or [B, 1, H, W]) -> [B, 1, H, W] luminance."""
-    if x.shape[1] == 1:
-        return x
-    w = x.new_tensor(LUMA).view(1, 3, 1, 1)
-    return (x[:, :3] * w).sum(1, keepdim=True)
-
-
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Antialiased bilinear resize of [B, C, H, W] to ``size`` = (h, w)."""
     if tuple(x.shape[-2:]) == tuple(size):

@@ -6,13 +6,15 @@ decoder pass per image) and flags p-value < ``alpha``; ``strip`` is the key-hold
 (``strip_tensor``). :meth:`ImageWM.metrics` adds what a model's own, unmarked samples inherited:
 ``bit_acc`` (mean agreement of the decoded bits with the key's default-payload codeword
 ``wm.code.encode(None, key)``; 0.5 = nothing) and ``log10p`` (mean -log10 p-value); ``inherited``
-(the detection rate) is the engine's. The detections of the last call are reused when ``metrics``
-gets the very same tensor ``detect`` just saw (the engine calls both on a model's samples).
+(the detection rate) is the engine's. The engine calls ``detect`` and then ``metrics`` on the same
+samples, so the last detections are kept (module-level, one entry) keyed by value: the marker's
+model and batch, the key, and a SHA-256 digest of the images' bytes, shape and dtype.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +23,18 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from wmark.keys import Key
+
+#: the last detections: {(model, batch, key, digest of the images): detections}, at most one entry
+_LAST: dict[tuple, tuple] = {}
+
+
+def _digest(x: "torch.Tensor") -> str:
+    """SHA-256 of a tensor's bytes, shape and dtype (equal digests: equal tensors)."""
+    import torch
+
+    h = hashlib.sha256(f"{tuple(x.shape)}/{x.dtype}".encode())
+    h.update(x.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -31,7 +45,6 @@ class ImageWM:
     model: str = "default"
     alpha: float = 1e-3
     batch: int = 256
-    _last: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -50,16 +63,15 @@ class ImageWM:
         return [x[i:i + self.batch] for i in range(0, x.shape[0], self.batch)]
 
     def detections(self, samples: "torch.Tensor", key: "Key") -> list[Any]:
-        """The product's :class:`~wmark.image.model.Detection` of each image (no geometric search)."""
-        last = self._last
-        if last.get("samples") is samples and last.get("key") == key.fingerprint:
-            return last["dets"]
-        dets: list[Any] = []
-        for x in self._chunks(samples):
-            dets.extend(self.wm.detect(x, key, search=False))
-        last.clear()
-        last.update(samples=samples, key=key.fingerprint, dets=dets)
-        return dets
+        """The product's :class:`~wmark.image.model.Detection` of each image (no geometric search);
+        the last call's detections when the same images are asked again (see the module docstring)."""
+        memo = (self.model, self.batch, key, _digest(samples))
+        dets = _LAST.get(memo)
+        if dets is None:
+            dets = tuple(d for x in self._chunks(samples) for d in self.wm.detect(x, key, search=False))
+            _LAST.clear()
+            _LAST[memo] = dets
+        return list(dets)
 
     # -- the Marker protocol ------------------------------------------------------------------------
     def mark(self, samples: "torch.Tensor", key: "Key", rng: np.random.Generator | None = None) -> "torch.Tensor":

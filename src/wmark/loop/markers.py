@@ -9,11 +9,12 @@ is exactly invertible with the key.
 """
 from __future__ import annotations
 
-from wmark._lazy import import_attr
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from wmark._lazy import import_attr
 
 if TYPE_CHECKING:  # pragma: no cover
     from wmark.keys import Key
@@ -67,20 +68,18 @@ class ToyDither:
 
     delta: float = 0.5
     width: float = 0.1
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.delta > 0 and 0 < self.width < 0.5):
             raise ValueError("toy-dither needs delta > 0 and 0 < width < 0.5")
 
     def _params(self, key: "Key", d: int) -> tuple[np.ndarray, np.ndarray]:
-        cache_key = (key.fingerprint, d)
-        if cache_key not in self._cache:
-            rng = np.random.default_rng(key.seed("wmark/loop/toy-dither"))
-            u = rng.uniform(0.0, self.delta, size=d)
-            a = 0.05 + rng.uniform(0.0, 0.9 - self.width, size=d)
-            self._cache[cache_key] = (u, a)
-        return self._cache[cache_key]
+        """Keyed lattice offsets ``u [d]`` and sub-interval starts ``a [d]``, drawn on every call
+        (tens of microseconds: nothing to cache)."""
+        rng = np.random.default_rng(key.seed("wmark/loop/toy-dither"))
+        u = rng.uniform(0.0, self.delta, size=d)
+        a = 0.05 + rng.uniform(0.0, 0.9 - self.width, size=d)
+        return u, a
 
     def _cells(self, x: np.ndarray, key: "Key") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         x2 = np.asarray(x, dtype=float).reshape(len(x), -1)

@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from wmark.loop.config import LoopConfig
-
-ALL_POLICIES = ("none", "keep", "strip", "drop")
+from wmark.loop.config import POLICY_NAMES, LoopConfig
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,11 @@ register_preset(
     family="categorical", data={"k": 1000, "exponent": 1.1}, n_real=10_000, generations=11, seeds=100)
 register_preset(
     "demo-gaussian", "small fast demo: 2-D Gaussian, n=50, none/keep/strip/drop with the toy marker",
-    family="gaussian", data={"d": 2}, n_real=50, generations=10, seeds=8, arms=list(ALL_POLICIES),
+    family="gaussian", data={"d": 2}, n_real=50, generations=10, seeds=8, arms=list(POLICY_NAMES),
     marker="toy-dither", marker_params={"delta": 0.5, "width": 0.3})
 register_preset(
     "demo-gmm", "2-D ring of 8 Gaussians (EM), fully synthetic, n=500: recall falls; toy marker arms",
-    family="gmm", data={"k": 8}, n_real=500, generations=10, seeds=4, arms=list(ALL_POLICIES),
+    family="gmm", data={"k": 8}, n_real=500, generations=10, seeds=4, arms=list(POLICY_NAMES),
     marker="toy-dither", marker_params={"delta": 0.25, "width": 0.3}, eval={"n_eval": 500})
 register_preset(
     "gmm-fresh", "2-D ring of 8 Gaussians, fresh data (n_r=250, n_s=250): the Frechet distance stays bounded",
@@ -86,19 +84,19 @@ register_preset(
     "demo-kde", "1-D Gaussian data, memorising KDE learner, real set + synthetic: the kept toy mark is "
     "inherited by the model's own samples; strip matches none",
     family="gaussian", data={"d": 1}, model={"kind": "kde", "bandwidth": 0.005}, loop="synthetic_augmentation",
-    n_real=100, n_syn=200, generations=10, seeds=8, arms=list(ALL_POLICIES), marker="toy-dither",
+    n_real=100, n_syn=200, generations=10, seeds=8, arms=list(POLICY_NAMES), marker="toy-dither",
     marker_params={"delta": 0.5, "width": 0.1})
 _TEXT = dict(family="text", marker="text-kgw", marker_params={"scheme": "kgw-lefthash", "gamma": 0.25, "delta": 3.0})
 register_preset(
     "demo-text", "built-in LM fine-tuned on its own samples (48 x 48 tokens), fully synthetic, 5 generations: "
     "KGW-marked text kept / stripped (de-bias weights) / dropped vs none; inherited green z and radioactivity",
     **_TEXT, data={"length": 48, "n_val": 16}, model={"steps": 12, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
-    n_real=48, generations=5, seeds=2, arms=list(ALL_POLICIES), eval={"n_eval": 32, "n_mark": 48})
+    n_real=48, generations=5, seeds=2, arms=list(POLICY_NAMES), eval={"n_eval": 32, "n_mark": 48})
 register_preset(
     "text-mad", "longer text loop (README): 96 x 64 tokens per generation, 10 generations, 3 seeds, "
     "fully synthetic, none/keep/strip/drop with KGW (delta 3)",
     **_TEXT, data={"length": 64, "n_val": 32}, model={"steps": 20, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
-    n_real=96, generations=10, seeds=3, arms=list(ALL_POLICIES), eval={"n_eval": 64, "n_mark": 96})
+    n_real=96, generations=10, seeds=3, arms=list(POLICY_NAMES), eval={"n_eval": 64, "n_mark": 96})
 _IMAGE = dict(family="image", data={"size": 64}, marker="image-wm", marker_params={"alpha": 1e-3})
 register_preset(
     "demo-image", "conv VAE on 128 MNIST digits at 64 x 64, fully synthetic, 5 generations: the product's "
@@ -106,7 +104,7 @@ register_preset(
     **_IMAGE, model={"ch": 16, "batch_size": 32, "steps_init": 300, "steps": 50}, n_real=128, generations=5,
     seeds=1, arms=["none", "keep", "strip"], eval={"n_eval": 256, "n_mark": 128})
 _IMAGE_MAD = dict(**_IMAGE, model={"ch": 16, "batch_size": 64, "steps_init": 1000, "steps": 200}, generations=15,
-                  seeds=2, arms=list(ALL_POLICIES), eval={"n_eval": 500, "n_mark": 250})
+                  seeds=2, arms=list(POLICY_NAMES), eval={"n_eval": 500, "n_mark": 250})
 register_preset(
     "image-mad", "longer image loop (README; 1-2 hours on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
     "synthetic, 15 generations, 2 seeds, none/keep/strip/drop with the product's image mark",

@@ -15,8 +15,9 @@ weight of a stripped token near 1, so stripped and real tokens keep their relati
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -42,6 +43,16 @@ def debias_weights(green: "torch.Tensor", gamma: float, delta: float) -> "torch.
     return torch.where(green, z0 * math.exp(-delta), z0).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=32)
+def _scheme(scheme: str, gamma: float, delta: float, backend: str, lm: str, key: "Key") -> "KGW":
+    """The KGW scheme of these parameters and key, built once per process (its green-list tables are
+    built lazily on it, so reusing the object saves rebuilding them). ``Key`` hashes and compares by
+    its secret."""
+    from wmark.text.schemes import make_scheme
+
+    return make_scheme(scheme, key, base_lm(lm).vocab_size, gamma=gamma, delta=delta, backend=backend)
+
+
 @dataclass(frozen=True)
 class TextKGW:
     """KGW text marker for the loop (``scheme`` one of :data:`GREEN_SCHEMES`; ``gamma``, ``delta`` its
@@ -54,7 +65,6 @@ class TextKGW:
     alpha: float = 1e-3
     lm: str = "tiny"
     backend: str = "eager"
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.scheme not in GREEN_SCHEMES:
@@ -71,14 +81,8 @@ class TextKGW:
         return int(base_lm(self.lm).eos_id)
 
     def scheme_for(self, key: "Key") -> "KGW":
-        """The KGW scheme for ``key`` (cached per key fingerprint)."""
-        k = key.fingerprint
-        if k not in self._cache:
-            from wmark.text.schemes import make_scheme
-
-            params = {"gamma": self.gamma, "delta": float(self.delta), "backend": self.backend}
-            self._cache[k] = make_scheme(self.scheme, key, base_lm(self.lm).vocab_size, **params)
-        return self._cache[k]
+        """The KGW scheme for ``key`` (one object per parameters and key: :func:`_scheme`)."""
+        return _scheme(self.scheme, self.gamma, float(self.delta), self.backend, self.lm, key)
 
     def green(self, samples: Sequence[TextSample], key: "Key") -> "torch.Tensor":
         """``[n, L]`` bool: was each sample token green in its generation context (eos + earlier

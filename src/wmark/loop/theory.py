@@ -1,5 +1,5 @@
-"""Closed forms for the self-consuming Gaussian and categorical loops, and vectorised simulators
-(thousands of replicates at once) for the theory checks.
+"""Closed forms for the self-consuming Gaussian and categorical loops, and a vectorised simulator of
+the Gaussian loop (thousands of replicates at once) for the theory checks.
 
 Convention (as in :mod:`wmark.loop.config`): the truth is model 0, model t is fitted at generation t;
 generation 1 trains on real data, which carry the sampling bias only when ``bias_real``.
@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-from wmark.loop.models.categorical import temper
 from wmark.loop.models.gaussian import gaussian_sample
 
 
@@ -117,17 +116,3 @@ def expected_support_2(probs: np.ndarray, n: int) -> float:
         c = np.arange(0, hi + 1)
         total += float((binom.pmf(c, n, p) * (1.0 - (1.0 - c / n) ** n)).sum())
     return total
-
-
-def simulate_categorical(probs: np.ndarray, n: int, generations: int, seeds: int, *, lam: float = 1.0,
-                         seed: int = 0) -> np.ndarray:
-    """Support size ``[S, T+1]`` of the fully synthetic categorical loop (column 0 = truth)."""
-    rng = np.random.default_rng(seed)
-    p = np.broadcast_to(np.asarray(probs, float), (seeds, len(probs))).copy()
-    out = np.empty((seeds, generations + 1))
-    out[:, 0] = (p > 0).sum(1)
-    for t in range(1, generations + 1):
-        counts = rng.multinomial(n, temper(p, lam) if t >= 2 else p)
-        p = counts / n
-        out[:, t] = (counts > 0).sum(1)
-    return out

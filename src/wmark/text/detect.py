@@ -5,11 +5,13 @@ them over the scored positions and reads the p-value off the scheme's null distr
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+from wmark.stats import bonferroni
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class WindowResult:
     p_value_corrected: float  #: Bonferroni-corrected for ``num_windows`` windows searched
     num_windows: int
 
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (plain ints and floats)."""
+        return {"start": int(self.start), "end": int(self.end), "p_value": float(self.p_value),
+                "p_value_corrected": float(self.p_value_corrected), "z_score": float(self.z_score),
+                "num_scored": int(self.num_scored), "score": float(self.score), "num_windows": int(self.num_windows)}
+
 
 @dataclass(frozen=True)
 class DetectionResult:
@@ -70,8 +78,15 @@ class DetectionResult:
         """Score per scored token (the green fraction for KGW / Unigram)."""
         return self.score / self.num_scored if self.num_scored else float("nan")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (plain bools, ints, floats); ``window`` only when set."""
+        out: dict[str, Any] = {"detected": bool(self.detected), "p_value": float(self.p_value),
+                               "z_score": float(self.z_score), "num_scored": int(self.num_scored),
+                               "num_tokens": int(self.num_tokens), "score": float(self.score),
+                               "scheme": self.scheme, "alpha": float(self.alpha)}
+        if self.window is not None:
+            out["window"] = self.window.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,7 @@ def window_search(s: np.ndarray, pos: np.ndarray, null, min_window: int) -> Wind
     p, start, size, score = best
     return WindowResult(start=int(pos[start]), end=int(pos[start + size - 1]) + 1, num_scored=size,
                         score=score, z_score=float(null.z(score, size)), p_value=p,
-                        p_value_corrected=float(min(1.0, p * total)), num_windows=total)
+                        p_value_corrected=float(bonferroni(p, total)), num_windows=total)
 
 
 def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, dedup: bool = True,

@@ -136,9 +136,8 @@ def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, th
 
 def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
                            backend: str = "auto") -> torch.Tensor:
-    """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches.
-    (A log-free pruning pass was tried and measured slower on CPU: its bound table defeats
-    vectorisation.)"""
+    """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches. Every score
+    gets its log: on CPU a log-free pruning pass is slower, its bound table defeats vectorisation."""
     if resolve_backend(backend, scores) == "eager":
         return gumbel_argmax(scores, c, t)
     return _run_compiled("gumbel", gumbel_argmax, scores, c, t)
