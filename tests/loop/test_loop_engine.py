@@ -138,3 +138,13 @@ def test_bad_parameters_fail_before_writing(tmp_path, bad, msg):
     with pytest.raises(ValueError, match=msg):
         run_loop(cfg(**bad), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_finished_run_without_checkpoint_keeps_records(tmp_path):
+    c = cfg(generations=3, seeds=1)
+    kept = run_loop(c, tmp_path / "kept", progress=False)
+    gone = run_loop(c, tmp_path / "gone", progress=False, keep_checkpoint=False)
+    assert (tmp_path / "kept" / CHECKPOINT_FILE).is_file()
+    assert not (tmp_path / "gone" / CHECKPOINT_FILE).exists()
+    assert (tmp_path / "gone" / RECORDS_FILE).read_bytes() == (tmp_path / "kept" / RECORDS_FILE).read_bytes()
+    assert np.array_equal(load_result(tmp_path / "gone").series("w2", "none"), kept.series("w2", "none"))

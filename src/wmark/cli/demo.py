@@ -132,7 +132,7 @@ def _loop_run(preset: str, quick: bool, quick_changes: dict) -> tuple:
     print(f"preset {preset}: {cfg.generations} generations, arms "
           f"{', '.join(f'{a.name}({a.policy})' for a in cfg.arms)}; run folder {out}")
     t0 = time.time()
-    result = engine.run_loop(cfg, out)
+    result = engine.run_loop(cfg, out, keep_checkpoint=False)  # a finished showcase is not extended
     path = report.write_report(result)
     print(f"({time.time() - t0:.0f} s)")
     effects = report.policy_effects(result)

@@ -287,13 +287,16 @@ def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
 
 
 def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume: bool = False,
-             progress: bool = True, on_generation: Callable[[int], None] | None = None) -> LoopResult:
+             progress: bool = True, on_generation: Callable[[int], None] | None = None,
+             keep_checkpoint: bool = True) -> LoopResult:
     """Run (or resume) a loop; returns its :class:`LoopResult`.
 
     ``out``: the run folder (None: in memory, no checkpoints). A non-empty folder is never
     overwritten: ``resume=True`` continues it from its checkpoint (``config`` may then be None, or
     must equal the saved one except for more ``generations``). ``on_generation(t)`` is called after
     generation t is recorded and checkpointed (tests use it to interrupt a run).
+    ``keep_checkpoint=False`` deletes the checkpoint once every generation is done (the run can
+    then no longer be extended with ``resume``; records and config stay).
     """
     out_dir = Path(out) if out is not None else None
     ckpt = None
@@ -388,4 +391,6 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
         if on_generation is not None:
             on_generation(t)
     bar.close()
+    if out_dir is not None and not keep_checkpoint:
+        (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
     return LoopResult(cfg, tuple(records), out_dir, True)
