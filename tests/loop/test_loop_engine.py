@@ -143,7 +143,7 @@ def test_bad_parameters_fail_before_writing(tmp_path, bad, msg):
 def test_finished_run_without_checkpoint_keeps_records(tmp_path):
     c = cfg(generations=3, seeds=1)
     kept = run_loop(c, tmp_path / "kept", progress=False)
-    gone = run_loop(c, tmp_path / "gone", progress=False, keep_checkpoint=False)
+    run_loop(c, tmp_path / "gone", progress=False, keep_checkpoint=False)
     assert (tmp_path / "kept" / CHECKPOINT_FILE).is_file()
     assert not (tmp_path / "gone" / CHECKPOINT_FILE).exists()
     assert (tmp_path / "gone" / RECORDS_FILE).read_bytes() == (tmp_path / "kept" / RECORDS_FILE).read_bytes()

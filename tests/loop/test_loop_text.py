@@ -203,3 +203,29 @@ def test_strip_removes_the_inherited_green_excess(corpus):
     assert z["keep"] > 4 and gf["keep"] > 0.33
     assert abs(z["strip"]) < 2.5 and abs(gf["strip"] - 0.25) < 0.03
     assert abs(z["none"]) < 2.5
+
+
+def test_two_processes_write_identical_records(tmp_path, corpus):
+    """Two runs of one config in fresh processes (threads fixed by the config) write byte-identical
+    ``generations.jsonl``: every draw comes from the counter-based streams, none from global state."""
+    import json
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(_tiny(corpus, threads=2, generations=3).to_dict()))
+    outs = []
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "wmark.cli", "loop", "--config", str(cfg), "--out", str(tmp_path / name),
+                        "--no-progress", "--no-plots"], check=True, capture_output=True, timeout=600)
+        outs.append((tmp_path / name / RECORDS_FILE).read_bytes())
+    assert outs[0] == outs[1] and outs[0].count(b"\n") == 3 * 4
+
+
+def test_threads_are_set_for_the_run_and_restored(corpus):
+    before = torch.get_num_threads()
+    seen = []
+    run_loop(_tiny(corpus, threads=3, generations=1), progress=False, on_generation=lambda t: seen.append(torch.get_num_threads()))
+    assert seen == [3, 3] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        _tiny(corpus, threads=0)

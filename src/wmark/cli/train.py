@@ -53,34 +53,41 @@ def _train_lm(args: argparse.Namespace) -> int:
 
 
 def _image_parser(tsub: argparse._SubParsersAction) -> None:
-    from wmark.image.train import DEFAULT_STEPS
+    from wmark.image.train import DEFAULT_BATCH, DEFAULT_RECIPE, DEFAULT_THREADS, RECIPES
 
-    p = tsub.add_parser("image", help="train the image watermark encoder/decoder (reproduces shipped weights)")
-    p.add_argument("--out", required=True, help="output folder (weights, card, checkpoint)")
+    p = tsub.add_parser("image", help="train the image watermark encoder/decoder (defaults reproduce the shipped weights)")
+    p.add_argument("--out", required=True, help="output folder (weights, card, checkpoint; resumes from DIR/ckpt.pt)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, choices=sorted(RECIPES),
+                   help=f"stage table (default {DEFAULT_RECIPE}: " +
+                        ", ".join(f"schedule of {a} steps up to step {b}" for a, b in RECIPES[DEFAULT_RECIPE]) + ")")
+    p.add_argument("--steps", type=int, default=None, help="one stage of N steps instead of the recipe")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH)
     p.add_argument("--crop", type=int, default=256, help="training crop size in pixels")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--minutes", type=float, default=None, help="stop (with a checkpoint) after this many minutes")
     p.add_argument("--data", default=None, help="training images folder (default ../shared/data/train)")
     p.add_argument("--ckpt-every", type=int, default=200)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                   help=f"torch CPU threads (default {DEFAULT_THREADS}, as for the shipped weights: results "
+                        "depend on it in the last bits)")
     p.add_argument("--device", default=None)
     p.add_argument("--finetune-decoder", default=None, metavar="WEIGHTS",
-                   help="stage 2: start from these weights (.pt file or shipped name), keep the encoder "
+                   help="start from these weights (.pt file or shipped name), keep the encoder "
                         "(the embedded marks stay identical) and train only the decoder")
     p.add_argument("--heavy", action="store_true",
                    help="harder attack mix: adds a blur -> noise -> JPEG degradation chain, noise to 0.12")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_image)
 
 
 def _train_image(args: argparse.Namespace) -> int:
     from wmark.image.train import train
 
-    train(out=args.out, seed=args.seed, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-          minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
-          device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy)
+    train(out=args.out, seed=args.seed, recipe=args.recipe, steps=args.steps, batch=args.batch, crop=args.crop,
+          lr=args.lr, minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
+          device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy,
+          progress=not args.no_progress)
     return 0
 
 

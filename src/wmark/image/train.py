@@ -5,6 +5,12 @@ rotation, blur, noise, colour jitter, a JPEG+resize+brightness combination; 8-bi
 straight-through estimate. The residual's RMS is fixed by construction (PSNR is set, not learned), so
 the loss is the bit cross-entropy alone. Checkpoints every ``--ckpt-every`` steps and resumes from
 ``DIR/ckpt.pt``; ``--minutes`` caps wall time (the run can be resumed later).
+
+A run is a sequence of *stages* ``(schedule_steps, stop_at)``: steps up to ``stop_at`` follow the
+warm-up / cosine / attack-strength schedules of a ``schedule_steps``-step run. The shipped weights
+come from :data:`RECIPES` ``["shipped"]`` (seed 0, batch 8, 2 CPU threads), the default; ``--steps N``
+is the single stage ``(N, N)``. On one machine and thread count a run is bit-reproducible, resumed
+or not; ``card.json`` records the recipe and the losses of the first steps (``first_losses``).
 """
 from __future__ import annotations
 
@@ -14,7 +20,24 @@ import math
 import time
 from pathlib import Path
 
-DEFAULT_STEPS = 3000
+#: named stage tables ``((schedule_steps, stop_at), ...)``; "shipped" made weights/default.pt
+RECIPES: dict[str, tuple[tuple[int, int], ...]] = {"shipped": ((2400, 200), (1300, 1300))}
+DEFAULT_RECIPE = "shipped"
+#: the shipped run's batch and CPU threads (the defaults of ``wmark train image``)
+DEFAULT_BATCH, DEFAULT_THREADS = 8, 2
+#: how many first-step losses the card records
+FIRST_LOSSES = 4
+
+
+def stages_for(recipe: str | None = DEFAULT_RECIPE, steps: int | None = None) -> tuple[tuple[int, int], ...]:
+    """The stage table of ``recipe``, or the single stage ``(steps, steps)`` where ``steps`` is given."""
+    if steps is not None:
+        if steps < 1:
+            raise ValueError(f"--steps must be >= 1, got {steps}")
+        return ((int(steps), int(steps)),)
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown training recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    return RECIPES[recipe]
 
 
 def _ste(x, fn):
@@ -131,18 +154,26 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192
     return torch.cat(acc).mean(0)
 
 
-def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, crop: int = 256, lr: float = 2e-3,
-          minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
-          threads: int | None = None, device: str | None = None, finetune_decoder: str | None = None,
-          heavy: bool = False, log=print) -> Path:
+def train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAULT_BATCH, crop: int = 256,
+          lr: float = 2e-3, minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
+          threads: int | None = DEFAULT_THREADS, device: str | None = None, finetune_decoder: str | None = None,
+          heavy: bool = False, log=print, recipe: str | None = DEFAULT_RECIPE,
+          stages: tuple[tuple[int, int], ...] | None = None, progress: bool = True) -> Path:
     """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``.
 
-    ``finetune_decoder`` (a .pt file or a shipped name): stage 2, start from those weights, freeze
-    the encoder (marks stay bit-identical) and train the decoder alone at full attack strength."""
+    ``stages`` (default :func:`stages_for` ``(recipe, steps)``): see the module docstring.
+    ``finetune_decoder`` (a .pt file or a shipped name): start from those weights, freeze the encoder
+    (marks stay bit-identical) and train the decoder alone at full attack strength."""
     import torch
     import torch.nn.functional as F
 
     from wmark.assets import sha256_bytes, write_atomic, write_weights
+    from wmark.bench.report import progress as progress_bar
+
+    stages = tuple(stages) if stages is not None else stages_for(recipe, steps)
+    if any(stop < 1 or sched < 1 for sched, stop in stages) or [s for _, s in stages] != sorted(s for _, s in stages):
+        raise ValueError(f"stages must be (schedule_steps >= 1, stop_at >= 1) with increasing stop_at, got {stages}")
+    total = stages[-1][1]
     from wmark.image.data import load_images, sample_batch, training_dir
     from wmark.image.model import Config, ImageWatermarker
 
@@ -170,7 +201,7 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
         model = ImageWatermarker(Config()).to(dev)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
-    step, t_used = 0, 0.0
+    step, t_used, first_losses = 0, 0.0, []
     ck = outp / "ckpt.pt"
     if ck.is_file():
         state = torch.load(ck, map_location=dev, weights_only=False)
@@ -179,62 +210,74 @@ def train(out: str, seed: int = 0, steps: int = DEFAULT_STEPS, batch: int = 16, 
         gen.set_state(state["gen"])
         torch.set_rng_state(state["torch_rng"])
         step, t_used = state["step"], state.get("t_used", 0.0)
+        first_losses = list(state.get("first_losses", []))
         log(f"resumed from {ck} at step {step}")
 
     def save_ckpt():
         buf = io.BytesIO()
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "step": step, "t_used": t_used + time.time() - t0}, buf)
+                    "torch_rng": torch.get_rng_state(), "step": step, "t_used": t_used + time.time() - t0,
+                    "first_losses": first_losses}, buf)
         write_atomic(ck, buf.getvalue())
 
     t0 = time.time()
-    warm = max(1, steps // 10)
     n = model.config.n_bits
     ema_acc, ema_loss = 0.5, 0.7
-    while step < steps:
-        if minutes is not None and time.time() - t0 > minutes * 60:
-            log(f"time cap reached at step {step}")
-            break
-        frac = step / steps
-        for g in opt.param_groups:  # warmup + cosine
-            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        strength = min(1.0, max(0.0, (step - warm) / (2 * warm))) if step >= warm else 0.0
-        boost = 1.0 + 3.0 * max(0.0, 1.0 - step / (0.4 * steps))  # strong mark first, target RMS later
-        if finetune_decoder:
-            strength, boost = 1.0, 1.0
-        model.train()
-        x = sample_batch(images, batch, crop, gen).to(dev)
-        bits = (torch.rand((batch, n), generator=gen) < 0.5).float().to(dev)
-        if step >= warm or finetune_decoder:
-            attack, name = make_attack(gen, strength, heavy)
-        else:
-            attack, name = make_attack(gen, 0.0, heavy)[0], "quant"
-        _, logits = model(x, bits, attack, rms_scale=boost)
-        loss = F.binary_cross_entropy_with_logits(logits, bits)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        acc = float(((logits.detach() > 0).float() == bits).float().mean())
-        ema_acc, ema_loss = 0.98 * ema_acc + 0.02 * acc, 0.98 * ema_loss + 0.02 * float(loss.detach())
-        step += 1
-        if step % 50 == 0 or step == 1:
-            log(f"step {step}/{steps} loss {ema_loss:.4f} acc {ema_acc:.4f} [{name} {acc:.3f}] "
-                f"s={strength:.2f} boost={boost:.2f} {time.time() - t0:.0f}s")
-        if step % ckpt_every == 0:
-            save_ckpt()
+    capped = False
+    bar = progress_bar(total, "train image", progress, unit="step", initial=min(step, total))
+    for steps, stop_at in stages:
+        warm = max(1, steps // 10)
+        while step < stop_at and not capped:
+            if minutes is not None and time.time() - t0 > minutes * 60:
+                log(f"time cap reached at step {step}")
+                capped = True
+                break
+            frac = step / steps
+            for g in opt.param_groups:  # warmup + cosine
+                g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+            strength = min(1.0, max(0.0, (step - warm) / (2 * warm))) if step >= warm else 0.0
+            boost = 1.0 + 3.0 * max(0.0, 1.0 - step / (0.4 * steps))  # strong mark first, target RMS later
+            if finetune_decoder:
+                strength, boost = 1.0, 1.0
+            model.train()
+            x = sample_batch(images, batch, crop, gen).to(dev)
+            bits = (torch.rand((batch, n), generator=gen) < 0.5).float().to(dev)
+            if step >= warm or finetune_decoder:
+                attack, name = make_attack(gen, strength, heavy)
+            else:
+                attack, name = make_attack(gen, 0.0, heavy)[0], "quant"
+            _, logits = model(x, bits, attack, rms_scale=boost)
+            loss = F.binary_cross_entropy_with_logits(logits, bits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            acc = float(((logits.detach() > 0).float() == bits).float().mean())
+            ema_acc, ema_loss = 0.98 * ema_acc + 0.02 * acc, 0.98 * ema_loss + 0.02 * float(loss.detach())
+            if step < FIRST_LOSSES:
+                first_losses.append(float(loss.detach()))
+            step += 1
+            bar.update(1)
+            if step % 50 == 0 or step == 1:
+                bar.set_postfix_str(f"loss {ema_loss:.4f} acc {ema_acc:.4f}", refresh=False)
+                log(f"step {step}/{total} loss {ema_loss:.4f} acc {ema_acc:.4f} [{name} {acc:.3f}] "
+                    f"s={strength:.2f} boost={boost:.2f} {time.time() - t0:.0f}s")
+            if step % ckpt_every == 0:
+                save_ckpt()
+    bar.close()
     save_ckpt()
     bias_gen = torch.Generator().manual_seed(seed + 1)
     model.null_bias.copy_(null_bias(model, images, bias_gen))
     model.eval()
     blob = model.cpu().to_bytes()
     digest = write_weights(outp, "default", blob)
-    card = {"config": model.config.to_dict(), "seed": seed, "steps_done": step, "steps": steps, "batch": batch,
+    card = {"config": model.config.to_dict(), "seed": seed, "steps_done": step, "steps": total,
+            "stages": [list(st) for st in stages], "threads": torch.get_num_threads(), "batch": batch,
             "crop": crop, "lr": lr, "data": str(folder.name), "n_images": len(images),
             "train_seconds": round(t_used + time.time() - t0, 1), "device": str(dev),
             "final_train_acc_ema": round(ema_acc, 4), "sha256": digest,
             "params": sum(p.numel() for p in model.parameters()), "heavy_attacks": heavy,
-            "finetune_decoder_from": base_sha}
+            "finetune_decoder_from": base_sha, "first_losses": first_losses}
     write_atomic(outp / "card.json", json.dumps(card, indent=2) + "\n")
     log(f"wrote {outp / 'default.pt'} ({len(blob) / 1e6:.2f} MB, sha256 {digest[:16]}...)")
     return outp / "default.pt"

@@ -286,6 +286,17 @@ def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
     return family, source, marker, key
 
 
+def _set_threads(threads: int | None) -> Callable[[], None]:
+    """Set torch's CPU threads (None: leave them); returns the function that restores them."""
+    if threads is None:
+        return lambda: None
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    return lambda: torch.set_num_threads(prev)
+
+
 def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume: bool = False,
              progress: bool = True, on_generation: Callable[[int], None] | None = None,
              keep_checkpoint: bool = True) -> LoopResult:
@@ -371,25 +382,29 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
 
     bar = tqdm(range(start, cfg.generations + 1), desc=f"loop {cfg.name}", unit="gen",
                disable=not progress, initial=start, total=cfg.generations + 1)
-    for t in bar:
-        per_seed = [step(s, t) for s in range(cfg.seeds)]
-        new = []
-        for arm in cfg.arms:
-            if arm.name not in per_seed[0]:
-                continue
-            names = list(per_seed[0][arm.name])
-            new.append(GenerationRecord(t, arm.name, arm.policy, {
-                n: tuple(float(ps[arm.name][n]) for ps in per_seed) for n in names}))
-        records.extend(new)
-        if out_dir is not None:
-            with open(rec_path, "a", encoding="utf-8") as f:
-                f.write("".join(r.to_json() + "\n" for r in new))
-                f.flush()
-                os.fsync(f.fileno())
-            write_atomic(out_dir / CHECKPOINT_FILE,
-                          pickle.dumps({"format": _CKPT_FORMAT, "t": t, "replicates": reps}))
-        if on_generation is not None:
-            on_generation(t)
+    restore = _set_threads(cfg.threads)
+    try:
+        for t in bar:
+            per_seed = [step(s, t) for s in range(cfg.seeds)]
+            new = []
+            for arm in cfg.arms:
+                if arm.name not in per_seed[0]:
+                    continue
+                names = list(per_seed[0][arm.name])
+                new.append(GenerationRecord(t, arm.name, arm.policy, {
+                    n: tuple(float(ps[arm.name][n]) for ps in per_seed) for n in names}))
+            records.extend(new)
+            if out_dir is not None:
+                with open(rec_path, "a", encoding="utf-8") as f:
+                    f.write("".join(r.to_json() + "\n" for r in new))
+                    f.flush()
+                    os.fsync(f.fileno())
+                write_atomic(out_dir / CHECKPOINT_FILE,
+                              pickle.dumps({"format": _CKPT_FORMAT, "t": t, "replicates": reps}))
+            if on_generation is not None:
+                on_generation(t)
+    finally:
+        restore()
     bar.close()
     if out_dir is not None and not keep_checkpoint:
         (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
