@@ -1,14 +1,32 @@
-"""Small helpers shared by the benchmark scripts (timing, machine description, JSON output)."""
+"""Small helpers shared by the benchmark scripts (timing, machine description, JSON output, errors).
+
+Where a script writes is decided by :class:`wmark.bench.outputs.Output` (``--out`` under ``runs/`` by
+default, ``--overwrite``, ``--update-results`` for the committed ``bench/results/``); its progress bar
+is :func:`wmark.bench.report.progress` (``--no-progress``)."""
 from __future__ import annotations
 
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from wmark.bench.outputs import Output, OutputError, write_output  # noqa: F401  (re-exported for the scripts)
+from wmark.bench.report import progress  # noqa: F401  (re-exported for the scripts)
+
+
+def json_output(name: str) -> Output:
+    """The output options of a script writing one JSON file: ``runs/<name>.json`` by default,
+    ``bench/results/<name>.json`` with ``--update-results``."""
+    return Output(f"runs/{name}.json", results=f"{name}.json", file=True, what="result JSON file")
+
+
+def fail(script: str, exc: BaseException | str) -> int:
+    """Print ``<script>: error: <exc>`` (one line) to stderr; exit status 2."""
+    print(f"{script}: error: {exc}", file=sys.stderr)
+    return 2
 
 
 def time_call(fn: Callable[[], Any], *, min_time: float = 1.0, min_reps: int = 5, max_reps: int = 500,
@@ -44,12 +62,11 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_json(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
-    path = Path(out) if out else RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_json(name: str, payload: dict[str, Any], out: str | Path) -> Path:
+    """``payload`` with the benchmark name, date and :func:`machine` as JSON at ``out`` (atomically; the
+    path is checked beforehand with the script's :class:`Output`)."""
     payload = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(), **payload}
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return path
+    return write_output(out, json.dumps(payload, indent=2) + "\n")
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:

@@ -1,6 +1,9 @@
 """Kodak benchmark for the image watermark (+ invisible-watermark baselines when installed).
 
-    .venv/bin/python bench/image_bench.py --out bench/results/image_bench   # writes .json and .md
+    .venv/bin/python bench/image_bench.py                     # writes runs/image_bench.json and .md
+    .venv/bin/python bench/image_bench.py --update-results    # the committed bench/results/image_bench.*
+
+``--out STEM`` writes STEM.json and STEM.md; existing ones are replaced only with ``--overwrite``.
 
 Kodak is the evaluation set only (never used for training or tuning). Per method: PSNR / SSIM of
 the marked images, ms per embed and per decode (768x512, this machine), mean bit accuracy under each
@@ -12,14 +15,20 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Output, OutputError, fail, progress, write_output  # noqa: E402
+
 ATTACKS = ["clean", "jpeg75", "jpeg50", "resize0.5", "crop50", "noise.03", "bright1.3", "rot+10", "rot-10",
            "blur1", "combo"]
+OUTPUT = Output("runs/image_bench", results="image_bench", file=True, suffixes=(".json", ".md"),
+                what="output stem: STEM.json and STEM.md")
 
 
 def _jpeg(img: Image.Image, q: int) -> Image.Image:
@@ -78,7 +87,7 @@ def payload_bits(wm, d, key) -> np.ndarray:
     return wm.code.descramble(d.bits, key)[: wm.code.k_bits]
 
 
-def bench_wmark(images, rng, threads):
+def bench_wmark(images, rng, threads, bar=None):
     import torch
 
     from wmark.codes import bytes_to_bits
@@ -114,6 +123,8 @@ def bench_wmark(images, rng, threads):
         ds = wm.detect(st.images, key)
         res["strip_p"].append(ds.p_value)
         res["strip_acc"].append(float((ds.bits == emb.bits).mean()))
+        if bar is not None:
+            bar.update(1)
     # batched throughput (same-size images as one tensor batch)
     x = torch.stack([torch.from_numpy(np.asarray(i)).permute(2, 0, 1).float() / 255 for i in images
                      if i.size == (768, 512)][:8])
@@ -124,7 +135,7 @@ def bench_wmark(images, rng, threads):
     return res
 
 
-def bench_baseline(images, method: str, rng):
+def bench_baseline(images, method: str, rng, bar=None):
     import cv2
     from imwatermark import WatermarkDecoder, WatermarkEncoder
 
@@ -154,6 +165,8 @@ def bench_baseline(images, method: str, rng):
             if a == "clean":
                 res["ms_decode"].append(1e3 * (time.perf_counter() - t))
             res["acc"][a].append(acc)
+        if bar is not None:
+            bar.update(1)
     return res
 
 
@@ -193,31 +206,46 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser()
+    from wmark.assets import shared_data
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kodak", default=None, help="Kodak folder (default ../shared/data/kodak)")
-    ap.add_argument("--out", default="bench/results/image_bench")
+    OUTPUT.add_arguments(ap)
     ap.add_argument("--n", type=int, default=24)
     ap.add_argument("--baselines", default="dwtDct,dwtDctSvd,rivaGan", help="comma list, or '' for none")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-wmark", action="store_true", help="baselines only")
     ap.add_argument("--baseline-n", type=int, default=None, help="images for the baselines (default --n)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
-    kodak = Path(args.kodak) if args.kodak else Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
+    try:
+        out = OUTPUT.prepare(args)
+    except OutputError as exc:
+        return fail("image_bench", exc)
+    kodak = Path(args.kodak) if args.kodak else shared_data("kodak")
     paths = sorted(kodak.glob("kodim*.png"))[: args.n]
     if not paths:
-        raise SystemExit(f"no Kodak images in {kodak}")
+        return fail("image_bench", f"no Kodak images in {kodak}")
     images = [Image.open(p).convert("RGB") for p in paths]
-    summary = {} if args.skip_wmark else {"wmark": summarise(bench_wmark(images, np.random.default_rng(0), args.threads))}
-    for m in [b for b in args.baselines.split(",") if b]:
-        try:
-            summary[m] = summarise(bench_baseline(images[: args.baseline_n or len(images)], m, np.random.default_rng(0)))
-        except ImportError as exc:
-            print(f"skipping {m}: {exc}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    baselines = [b for b in args.baselines.split(",") if b]
+    n_base = len(images[: args.baseline_n or len(images)])
+    summary = {}
+    with progress((0 if args.skip_wmark else len(images)) + n_base * len(baselines), "image_bench",
+                  not args.no_progress, unit="img") as bar:
+        if not args.skip_wmark:
+            bar.set_postfix_str("wmark")
+            summary["wmark"] = summarise(bench_wmark(images, np.random.default_rng(0), args.threads, bar))
+        for m in baselines:
+            bar.set_postfix_str(m)
+            try:
+                summary[m] = summarise(bench_baseline(images[: args.baseline_n or len(images)], m,
+                                                      np.random.default_rng(0), bar))
+            except ImportError as exc:
+                bar.write(f"skipping {m}: {exc}")
+                bar.update(n_base)
+    write_output(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     md = markdown(summary)
-    out.with_suffix(".md").write_text(md)
+    write_output(out.with_suffix(".md"), md)
     print(md)
     return 0
 

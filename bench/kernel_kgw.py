@@ -14,7 +14,9 @@ bandwidth and ``floor_frac = t_copy / t_triton`` (1.0 = as fast as a plain copy)
 the kernel against the reference bit for bit on each shape. Without CUDA it says so and exits 0
 (``--smoke`` then runs the kernel in Triton's interpreter on a tiny shape).
 
-    python bench/kernel_kgw.py --out results/kernel_kgw.json [--B 1,8,32] [--V 50257,128256]
+    python bench/kernel_kgw.py --out runs/kernel_kgw.json [--B 1,8,32] [--V 50257,128256]
+
+Without ``--out`` it prints the table only; an existing ``--out`` is replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -25,11 +27,17 @@ import platform
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import Output, OutputError, fail, progress, write_output  # noqa: E402
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+#: no default file (the table is printed); committed runs are per device (bench/results/kernel_kgw_*.json)
+OUTPUT = Output(None, file=True, what="write the results as JSON to this path")
 
 
 def _ints(text: str) -> list[int]:
@@ -38,7 +46,7 @@ def _ints(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", type=str, default=None, help="write the results as JSON to this path")
+    OUTPUT.add_arguments(p)
     p.add_argument("--B", type=_ints, default=[1, 8, 32], help="batch sizes, comma-separated")
     p.add_argument("--V", type=_ints, default=[50257, 128256], help="vocab sizes, comma-separated")
     p.add_argument("--dtypes", type=lambda s: s.split(","), default=["float32", "bfloat16", "float16"])
@@ -52,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-warps", type=int, default=None)
     p.add_argument("--peak-gbps", type=float, default=None, help="override the peak DRAM bandwidth")
     p.add_argument("--smoke", action="store_true", help="without CUDA: interpreter check on a tiny shape")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     a = p.parse_args(argv)
     for d in a.dtypes:
         if d not in DTYPES:
@@ -139,6 +148,8 @@ def run_cuda(args: argparse.Namespace) -> dict[str, Any]:
     compiled = torch.compile(ops.kgw_bias, dynamic=False) if args.compile else None
     thr, delta = threshold_for(0.25), 2.0
     rows = []
+    bar = progress(len(args.dtypes) * len(args.modes) * len(args.V) * len(args.B), "kernel_kgw",
+                   not args.no_progress, unit="shape")
     for dname in args.dtypes:
         dtype = DTYPES[dname]
         for mode in args.modes:
@@ -168,7 +179,10 @@ def run_cuda(args: argparse.Namespace) -> dict[str, Any]:
                     row["floor_frac"] = row["copy"]["ms"] / row["triton"]["ms"]
                     row["speedup_vs_eager"] = row["eager"]["ms"] / row["triton"]["ms"]
                     rows.append(row)
-                    del scores, ref, mask
+                    bar.update(1)
+                    # free the [B, V] buffers before the next shape (the lambdas above are spent)
+                    scores = ref = mask = None
+    bar.close()
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     return {"device": props.name, "peak_gbps": peak, "flush_l2": flush is not None, "iters": args.iters,
             "threshold": thr, "delta": delta, "kernel_kwargs": kw, "rows": rows}
@@ -191,6 +205,10 @@ def print_table(res: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        out = OUTPUT.prepare(args)
+    except OutputError as exc:
+        return fail("kernel_kgw", exc)
     meta = {"bench": "kernel_kgw", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "torch": torch.__version__, "python": platform.python_version()}
     if not torch.cuda.is_available():
@@ -206,11 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         meta["triton"] = triton.__version__
         res = {"status": "ok"} | run_cuda(args)
         print_table(res)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            json.dump(meta | res, f, indent=2)
-        print(f"wrote {args.out}")
+    if out is not None:
+        write_output(out, json.dumps(meta | res, indent=2))
+        print(f"wrote {out}")
     if res.get("smoke_interpreter_B2_V37_match") is False or any(not r["match"] for r in res.get("rows", [])):
         return 1
     return 0

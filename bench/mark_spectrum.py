@@ -1,6 +1,7 @@
 """Where the shipped image mark's energy sits in frequency, and how much of it a Gaussian blur keeps.
 
-    .venv/bin/python bench/mark_spectrum.py --out bench/results/mark_spectrum.json
+    .venv/bin/python bench/mark_spectrum.py                    # writes runs/mark_spectrum.json
+    .venv/bin/python bench/mark_spectrum.py --update-results   # the committed bench/results/mark_spectrum.json
 
 The encoder's periodic 64 x 64 tiles for random messages (the residual before the perceptual mask)
 -> mean power spectrum -> fraction of the energy per radial band (cycles per pixel) and the fraction
@@ -12,10 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OutputError, fail, json_output, write_output  # noqa: E402
 
 BANDS = ((0.0, 0.05), (0.05, 0.1), (0.1, 0.15), (0.15, 0.2), (0.2, 0.3), (0.3, 0.75))
 SIGMAS = (0.5, 1.0, 2.0, 3.0, 4.0)
+OUTPUT = json_output("mark_spectrum")
 
 
 def spectrum(n_messages: int = 256, seed: int = 0) -> dict:
@@ -43,17 +49,20 @@ def spectrum(n_messages: int = 256, seed: int = 0) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="bench/results/mark_spectrum.json")
+    OUTPUT.add_arguments(ap)
     ap.add_argument("--n", type=int, default=256, help="random messages averaged")
     args = ap.parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
+    try:
+        out = OUTPUT.prepare(args)
+    except OutputError as exc:
+        return fail("mark_spectrum", exc)
     res = spectrum(args.n)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    write_output(out, json.dumps(res, indent=1) + "\n")
     print("energy per band (cycles/px):", ", ".join(f"{k}: {v:.3f}" for k, v in res["bands"].items()))
     print("kept by a Gaussian blur of sigma px:", ", ".join(f"{k}: {v:.3f}" for k, v in res["blur_kept"].items()))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

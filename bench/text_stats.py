@@ -1,6 +1,8 @@
 """Statistics of the text watermarks on real text, with the built-in language model.
 
-    .venv/bin/python bench/text_stats.py [--quick] [--out FILE]
+    .venv/bin/python bench/text_stats.py [--quick] [--out FILE | --update-results] [--overwrite] [--no-progress]
+
+Writes runs/text_stats.json by default (``--update-results``: the committed bench/results/text_stats.json).
 
 1. False positives on human text (../shared/data/text, non-overlapping 200-token windows of the
    built-in tokenizer): measured FPR at alpha = 1e-2, 1e-3, and the mean / sd of z, with and without
@@ -24,9 +26,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import markdown_table, write_json  # noqa: E402
+from _common import OutputError, fail, json_output, markdown_table, progress, write_json  # noqa: E402
+
+from wmark.bench.report import progress_processor  # noqa: E402
 
 SCHEMES = ["kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram", "gumbel", "tournament"]
+SPAN_SCHEMES = ("kgw-lefthash", "kgw-selfhash", "unigram", "gumbel")
+GEN_BATCH = 100
+#: progress units: one per generated token of a batch; a detection over every human window costs about
+#: as much as DETECT_STEPS of them, a windowed span detection about SPAN_STEPS (2 CPU cores)
+DETECT_STEPS, SPAN_STEPS = 3, 1
+SPAN_LEN = 250  # marked tokens inside 1,000 human ones (section 3)
+OUTPUT = json_output("text_stats")
 
 
 def human_windows(lm, length: int) -> torch.Tensor:
@@ -41,27 +52,34 @@ def human_windows(lm, length: int) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def generate(lm, prompts: torch.Tensor, n_new: int, processor, seed: int, batch: int = 100) -> torch.Tensor:
+def generate(lm, prompts: torch.Tensor, n_new: int, processor, seed: int, batch: int = GEN_BATCH,
+             bar=None) -> torch.Tensor:
+    """Sampled continuations of ``prompts`` (prompt included); ``bar`` ticks once per generated token
+    of each batch (an identity processor after ``processor``: the samples do not change)."""
     from wmark.lm.sampling import generate as lm_generate
 
+    procs = [p for p in (processor, None if bar is None else progress_processor(bar)) if p is not None]
     out = []
     g = torch.Generator().manual_seed(seed)
     for i in range(0, len(prompts), batch):
-        out.append(lm_generate(lm, prompts[i:i + batch], n_new, temperature=1.0, logits_processor=processor,
+        out.append(lm_generate(lm, prompts[i:i + batch], n_new, temperature=1.0, logits_processor=procs or None,
                                generator=g))
     return torch.cat(out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer samples")
-    ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    OUTPUT.add_arguments(ap)
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
+    args = ap.parse_args(argv)
+    try:
+        out = OUTPUT.prepare(args)
+    except OutputError as exc:
+        return fail("text_stats", exc)
 
     import wmark.lm
     from wmark import Key
-    from wmark.lm import token_logprobs
-    from wmark.text import make_scheme
 
     torch.manual_seed(0)
     key = Key.demo()
@@ -74,6 +92,24 @@ def main() -> None:
     P, T = 16, 200
     rng = np.random.default_rng(0)
     prompts = human[rng.choice(len(human), n_gen, replace=False), :P]
+    n_keys = 3 if args.quick else 10
+    n_trials = 20 if args.quick else 50
+    batches = -(-n_gen // GEN_BATCH)
+    # detections over the human windows, generated tokens per batch, span generation and trials
+    total = (len(SCHEMES) * (2 + n_keys) * DETECT_STEPS + (1 + len(SCHEMES)) * batches * T
+             + len(SPAN_SCHEMES) * (-(-n_trials // GEN_BATCH) * SPAN_LEN + n_trials * SPAN_STEPS))
+    with progress(total, "text_stats", not args.no_progress, unit="step") as bar:
+        res = _run(lm, key, V, human, prompts, rng, n_keys, n_trials, P, T, bar)
+    path = write_json("text_stats", res, out)
+    print(*res["tables_md"], sep="\n\n")
+    print("wrote", path)
+    return 0
+
+
+def _run(lm, key, V, human, prompts, rng, n_keys: int, n_trials: int, P: int, T: int, bar) -> dict:
+    from wmark import Key
+    from wmark.lm import token_logprobs
+    from wmark.text import make_scheme
 
     # --- 1. FPR on human text -------------------------------------------------------------
     fpr_rows, fpr = [], {}
@@ -86,9 +122,9 @@ def main() -> None:
                    "z_sd": float(r.z_score.std())}
             fpr[f"{name} dedup={dedup}"] = rec
             fpr_rows.append([name, dedup, rec["windows"], rec["fpr_1e-2"], rec["fpr_1e-3"], rec["z_mean"], rec["z_sd"]])
-        print("fpr", name, fpr[f"{name} dedup=True"], flush=True)
+            bar.update(DETECT_STEPS)
+        bar.write(f"fpr {name} {fpr[f'{name} dedup=True']}")
     keys_rows, keys_fpr = [], {}
-    n_keys = 3 if args.quick else 10
     for name in SCHEMES:
         f2, f3, zm = [], [], []
         for i in range(n_keys):
@@ -96,21 +132,23 @@ def main() -> None:
             f2.append(float((r.p_value < 1e-2).mean()))
             f3.append(float((r.p_value < 1e-3).mean()))
             zm.append(float(r.z_score.mean()))
+            bar.update(DETECT_STEPS)
         rec = {"keys": n_keys, "fpr_1e-2_mean": float(np.mean(f2)), "fpr_1e-3_mean": float(np.mean(f3)),
                "fpr_1e-2_max": float(np.max(f2)), "z_mean_over_keys": float(np.mean(zm)),
                "z_mean_sd_across_keys": float(np.std(zm))}
         keys_fpr[name] = rec
         keys_rows.append([name, n_keys, rec["fpr_1e-2_mean"], rec["fpr_1e-3_mean"], rec["fpr_1e-2_max"],
                           rec["z_mean_over_keys"], rec["z_mean_sd_across_keys"]])
-        print("fpr over keys", name, rec, flush=True)
+        bar.write(f"fpr over keys {name} {rec}")
 
     # --- 2. TPR and perplexity cost with the built-in LM ---------------------------------
-    plain = generate(lm, prompts, T, None, seed=1)
+    bar.set_postfix_str("generation")
+    plain = generate(lm, prompts, T, None, seed=1, bar=bar)
     ppl_plain = math.exp(-float(token_logprobs(lm, plain)[:, P - 1:].double().mean()))
     tpr_rows, tpr = [], {}
     for name in SCHEMES:
         s = make_scheme(name, key, V)
-        marked = generate(lm, prompts, T, s, seed=1)
+        marked = generate(lm, prompts, T, s, seed=1, bar=bar)
         r = s.detect_batch(marked, ignore_prefix=P)
         lp = token_logprobs(lm, marked)[:, P - 1:]
         ppl = math.exp(-float(lp.double().mean()))
@@ -119,15 +157,15 @@ def main() -> None:
                "median_scored": float(np.median(r.num_scored)), "ppl_marked": ppl, "ppl_unmarked": ppl_plain}
         tpr[name] = rec
         tpr_rows.append([name, rec["samples"], rec["tpr_p<1e-5"], rec["median_z"], rec["median_scored"], ppl, ppl_plain])
-        print("tpr", name, rec, flush=True)
+        bar.write(f"tpr {name} {rec}")
 
     # --- 3. a marked span inside human text ----------------------------------------------
     span_rows, span = [], {}
-    n_trials = 20 if args.quick else 50
     long_human = human.reshape(-1)
-    for name in ("kgw-lefthash", "kgw-selfhash", "unigram", "gumbel"):
+    bar.set_postfix_str("span")
+    for name in SPAN_SCHEMES:
         s = make_scheme(name, key, V)
-        marked = generate(lm, prompts[:n_trials], 250, s, seed=2)[:, P:]
+        marked = generate(lm, prompts[:n_trials], SPAN_LEN, s, seed=2, bar=bar)[:, P:]
         g_ok = w_ok = 0
         gp, wp = [], []
         for i in range(n_trials):
@@ -140,12 +178,13 @@ def main() -> None:
             wp.append(r.window.p_value_corrected)
             g_ok += r.p_value < 1e-5
             w_ok += r.window.p_value_corrected < 1e-5
+            bar.update(SPAN_STEPS)
         rec = {"trials": n_trials, "global_detect_p<1e-5": g_ok / n_trials, "window_detect_p<1e-5": w_ok / n_trials,
                "median_global_p": float(np.median(gp)), "median_window_p_corrected": float(np.median(wp))}
         span[name] = rec
         span_rows.append([name, n_trials, rec["global_detect_p<1e-5"], rec["window_detect_p<1e-5"],
                           rec["median_global_p"], rec["median_window_p_corrected"]])
-        print("span", name, rec, flush=True)
+        bar.write(f"span {name} {rec}")
 
     t1 = markdown_table(["scheme", "dedup", "windows", "FPR@1e-2", "FPR@1e-3", "z mean", "z sd"], fpr_rows)
     t1k = markdown_table(["scheme", "keys", "mean FPR@1e-2", "mean FPR@1e-3", "worst key FPR@1e-2",
@@ -154,11 +193,9 @@ def main() -> None:
                          "PPL unmarked"], tpr_rows)
     t3 = markdown_table(["scheme", "trials", "global p<1e-5", "windowed p<1e-5", "median global p",
                          "median windowed p (corrected)"], span_rows)
-    path = write_json("text_stats", {"windows": len(human), "fpr_human": fpr, "fpr_over_keys": keys_fpr,
-                                      "tpr_lm": tpr, "span_in_human": span, "tables_md": [t1, t1k, t2, t3]}, args.out)
-    print(t1, t1k, t2, t3, sep="\n\n")
-    print("wrote", path)
+    return {"windows": len(human), "fpr_human": fpr, "fpr_over_keys": keys_fpr, "tpr_lm": tpr, "span_in_human": span,
+            "tables_md": [t1, t1k, t2, t3]}
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -177,11 +177,14 @@ def test_kodak_default_folder(shared_data, tmp_path) -> None:
     assert {(c.attack, c.strength) for c in res.cells} == {("none", 0.0), ("jpeg", 0.5)}
 
 
-def test_text_robustness_tiny(tmp_path) -> None:
+def test_text_robustness_tiny(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     out = tmp_path / "text"
-    rc = main(["bench", "text-robustness", "--out", str(out), "--no-progress", "--schemes", "kgw-lefthash",
+    rc = main(["bench", "text-robustness", "--out", str(out), "--schemes", "kgw-lefthash",
                "--n", "2", "--lengths", "16", "--rates", "0,0.5", "--attacks", "delete,lm-substitute"])
     assert rc == 0
+    err = capsys.readouterr().err  # the progress bar (on by default): 2 unmarked + 2 marked + 2 attacked texts
+    assert "text-robustness" in err and "6/6" in err and "<" in err  # elapsed<remaining
     res = json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "text-robustness" and res["config"]["attacks"] == ["delete", "lm_substitute"]
     cells = {(c["attack"], c["rate"]): c for c in res["cells"]}

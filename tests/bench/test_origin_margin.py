@@ -8,10 +8,11 @@ import pytest
 pytest.importorskip("torch")
 
 
-def test_rules_scored_on_training_photos(tmp_path, bench_script, shared_data) -> None:
+def test_rules_scored_on_training_photos(tmp_path, bench_script, shared_data, capsys) -> None:
     mod = bench_script("origin_margin")
     out = tmp_path / "m.json"
-    assert mod.main(["--data", str(shared_data / "train"), "--n", "2", "--out", str(out)]) == 0
+    assert mod.main(["--data", str(shared_data / "train"), "--n", "2", "--out", str(out), "--no-progress"]) == 0
+    assert "origin_margin" not in capsys.readouterr().err  # --no-progress: no bar
     res = json.loads(out.read_text())
     assert res["n_images"] == 2 and len(res["results"]) == len(mod.ATTACKS)
     for rules in res["results"].values():

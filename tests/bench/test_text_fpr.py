@@ -53,7 +53,7 @@ def test_fpr_n_bad_value_is_one_line_error(tmp_path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
-def test_text_fpr_lm_script(tmp_path, bench_script) -> None:
+def test_text_fpr_lm_script(tmp_path, bench_script, capsys) -> None:
     mod = bench_script("text_fpr_lm")
     out, cache = tmp_path / "fpr.json", tmp_path / "tokens.npz"
     args = ["--length", "12", "--batch", "2", "--schemes", "kgw-lefthash,gumbel,tournament",
@@ -75,7 +75,9 @@ def test_text_fpr_lm_script(tmp_path, bench_script) -> None:
 
     fresh, _, cached = mod.generate_unmarked(wmark.lm.load(), 2, 12, 0, 2, None, log=lambda m: None)
     assert cached == 0 and np.array_equal(fresh, tokens[:2])
-    assert mod.main(["--n", "2", *args]) == 0
+    assert mod.main(["--n", "2", *args]) == 2  # the result file exists: refused, one line
+    assert "result file exists" in capsys.readouterr().err
+    assert mod.main(["--n", "2", "--overwrite", *args]) == 0
     res2 = json.loads(out.read_text())
     assert res2["cached_texts"] == 2 and res2["schemes"]["gumbel"]["n"] == 2
     assert "other_keys" not in res2["schemes"]["gumbel"]

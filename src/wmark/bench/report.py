@@ -1,11 +1,17 @@
 """Shared pieces of the benchmark reports: Markdown tables, number formatting, JSON-safe values,
-stable per-cell seeds and the curve plots (matplotlib, imported on use)."""
+stable per-cell seeds, the progress bar (tqdm) and the curve plots (matplotlib); tqdm and matplotlib
+are imported on use."""
 from __future__ import annotations
 
+import io
 import math
+import os
+import sys
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from wmark.assets import write_atomic
 
 
 def nan_to_none(x: Any) -> Any:
@@ -33,6 +39,41 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A Markdown table of string cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def progress(total: int | None, desc: str, enabled: bool = True, *, unit: str = "it", **kw: Any) -> Any:
+    """The benchmarks' progress bar: tqdm on stderr with rate and ETA, redrawn at most every 2 s; a
+    silent bar (same methods) where not ``enabled`` (``--no-progress``) or where the environment sets
+    ``TQDM_DISABLE=1``. Use as a context manager; ``bar.write(line)`` prints a line to stdout without
+    breaking the bar."""
+    from tqdm import tqdm
+
+    quiet = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet or not enabled, mininterval=2.0,
+                dynamic_ncols=True, **kw)
+
+
+class ProgressTicker:
+    """A logits processor that leaves the scores as they are and ticks a progress bar by ``per_step``
+    units per generated token (in whole units; :attr:`count` so far): appended to a generation's
+    processors (``[scheme, ticker]`` or ``[ticker]``) it moves the bar during a long
+    ``wmark.lm.sampling.generate`` call. The sampled tokens are the same as without it."""
+
+    def __init__(self, bar: Any, per_step: float = 1.0) -> None:
+        self.bar, self.per_step, self.acc, self.count = bar, per_step, 0.0, 0
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.acc += self.per_step
+        k = int(self.acc + 1e-9) - self.count
+        if k > 0:
+            self.bar.update(k)
+            self.count += k
+        return scores
+
+
+def progress_processor(bar: Any, per_step: float = 1.0) -> ProgressTicker:
+    """:class:`ProgressTicker` of ``bar``: ``per_step`` bar units per generated token."""
+    return ProgressTicker(bar, per_step)
 
 
 def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[Any], float], ylabel: str,
@@ -76,5 +117,7 @@ def plot_curves(cells: Sequence[Any], attacks: Sequence[str], metric: Callable[[
     labels, handles = list(legend), list(legend.values())
     fig.legend(handles, labels, loc="upper center", ncol=max(1, len(labels)), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # 0.4 in for the legend
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())

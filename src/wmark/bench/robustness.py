@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 import numpy as np
 
 from wmark.assets import IMAGE_EXTS, list_images, sha256_bytes, shared_data, write_atomic
-from wmark.bench.report import fmt, md_table, nan_to_none, plot_curves, stable_seed
+from wmark.bench.outputs import prepare_out
+from wmark.bench.report import fmt, md_table, nan_to_none, plot_curves, progress, stable_seed
 from wmark.image.quality import psnr, ssim_luma as ssim
 from wmark.stats import binom_sf
 
@@ -319,6 +320,7 @@ class RobustnessConfig:
     progress: bool = True
     jobs: int = 1
     weights: str | None = None  # image weights file for wmark (default: the shipped ``default``)
+    overwrite: bool = False  # write into a non-empty ``out`` (else refused before any work)
 
 
 @dataclass(frozen=True)
@@ -540,15 +542,12 @@ def _resolve(cfg: RobustnessConfig) -> tuple[list[np.ndarray], list[str], str, t
 
 
 def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
-    """Run the sweep of ``cfg`` and write results.json, report.md and the PNG plots into ``cfg.out``."""
-    from tqdm import tqdm
-
+    """Run the sweep of ``cfg`` and write results.json, report.md and the PNG plots into ``cfg.out``
+    (refused, before any work, where it is a file or a non-empty folder unless ``cfg.overwrite``)."""
     t0 = time.perf_counter()
+    out = prepare_out(cfg.out, cfg.overwrite)
     images, names, source, attacks, strengths, methods = _resolve(cfg)
     weights = _weights_record(cfg.weights)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
     runnable: dict[str, Method] = {}
     skipped: dict[str, str] = {}
     n_for: dict[str, int] = {}
@@ -568,12 +567,9 @@ def run_robustness(cfg: RobustnessConfig) -> RobustnessResult:
         else:
             n_for[m] = min(len(images), cfg.rivagan_n) if m == "rivaGan" else len(images)
     total = sum(n_for.values()) * len(attacks) * len(strengths)
-    samples: list[Sample] = []
-    info: dict[str, dict[str, Any]] = {}
     per_task = len(attacks) * len(strengths)
     results: dict[tuple[str, int], tuple[list[Sample], float, float, int, float]] = {}
-    with tqdm(total=total, desc="robustness", unit="eval", file=sys.stderr, disable=not cfg.progress,
-              mininterval=2.0, dynamic_ncols=True) as bar:
+    with progress(total, "robustness", cfg.progress, unit="eval") as bar:
         if cfg.jobs > 1:  # (method, image) tasks over worker processes; slowest method first
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor, as_completed

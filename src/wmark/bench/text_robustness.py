@@ -11,7 +11,6 @@ edits are nested in the rate and the same across schemes.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from wmark.assets import write_atomic
-from wmark.bench.report import md_table, nan_to_none, plot_curves, stable_seed
+from wmark.bench.outputs import prepare_out
+from wmark.bench.report import md_table, nan_to_none, plot_curves, progress, progress_processor, stable_seed
 
 DEFAULT_SCHEMES: tuple[str, ...] = ("kgw-lefthash", "kgw-selfhash", "unigram", "gumbel", "tournament")
 DEFAULT_ATTACKS: tuple[str, ...] = ("delete", "insert", "substitute", "lm_substitute")
@@ -50,6 +50,7 @@ class TextRobustnessConfig:
     quick: bool = False
     seed: int = 0
     progress: bool = True
+    overwrite: bool = False  # write into a non-empty ``out`` (else refused before any work)
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,13 @@ def _generate(lm: Any, prompts: Any, n_new: int, processor: Any, seed: int, bar:
     g = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(prompts), GEN_BATCH):
-        out.append(generate(lm, prompts[i:i + GEN_BATCH], n_new, temperature=1.0, logits_processor=processor,
+        rows = prompts[i:i + GEN_BATCH]
+        # the bar moves during generation (whole texts per token step); the samples do not change
+        tick = progress_processor(bar, len(rows) / n_new) if n_new and not bar.disable else None
+        procs = [p for p in (processor, tick) if p is not None]
+        out.append(generate(lm, rows, n_new, temperature=1.0, logits_processor=procs or None,
                             generator=g)[:, prompts.shape[1]:])
-        bar.update(len(out[-1]))
+        bar.update(len(out[-1]) - (tick.count if tick else 0))
     return torch.cat(out)
 
 
@@ -203,9 +208,9 @@ def _resolve(cfg: TextRobustnessConfig
 
 
 def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
-    """Run the text sweep of ``cfg``; write results.json, report.md and text_robustness.png into ``cfg.out``."""
+    """Run the text sweep of ``cfg``; write results.json, report.md and text_robustness.png into ``cfg.out``
+    (refused, before any work, where it is a file or a non-empty folder unless ``cfg.overwrite``)."""
     import torch
-    from tqdm import tqdm
 
     import wmark.lm
     from wmark.attacks import get_attack
@@ -213,10 +218,8 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
     from wmark.text import make_scheme
 
     t0 = time.perf_counter()
+    out = prepare_out(cfg.out, cfg.overwrite)
     schemes, lengths, rates, attacks, n, fpr_n = _resolve(cfg)
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
     lm = wmark.lm.load()
     # the first n prompts do not depend on fpr_n (numpy draws them in order)
     prompts, prompt_src = sample_prompts(lm, max(n, fpr_n), cfg.seed)
@@ -226,8 +229,7 @@ def run_text_robustness(cfg: TextRobustnessConfig) -> TextRobustnessResult:
     cells: list[TextCell] = []
     fpr: dict[str, dict[str, float]] = {}
     fpr_detail: dict[str, dict[str, dict[str, float]]] = {}
-    with tqdm(total=total, desc="text-robustness", unit="text", file=sys.stderr, disable=not cfg.progress,
-              mininterval=2.0, dynamic_ncols=True) as bar:
+    with progress(total, "text-robustness", cfg.progress, unit="text") as bar:
         bar.set_postfix_str("unmarked")
         plain = _generate(lm, prompts, max(lengths), None, cfg.seed + 1, bar)
         unmarked = plain[:fpr_n]
