@@ -30,9 +30,9 @@ test-all: $(DEV)
 	$(PY) -m pytest -q -m "slow or not slow"
 
 bench: $(DEV)
-	$(PY) bench/text_processor.py
-	$(PY) bench/text_detect.py
-	$(PY) bench/text_stats.py
+	$(PY) bench/text_processor.py --overwrite
+	$(PY) bench/text_detect.py --overwrite
+	$(PY) bench/text_stats.py --overwrite
 
 clean-venv:
 	rm -rf $(VENV)

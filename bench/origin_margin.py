@@ -69,7 +69,7 @@ def _score(wm, key, paths, attack: str, strength: float, rules, seed: int, bar) 
             y = get_attack(name)(y, strength, g)
         v = decode_view(luma(y))
         with torch.no_grad():  # the raw and low-passed reads, summed as in detection
-            reads = [wm._read_all(wm.decoder.features(v))] + wm.low_passed_reads(v)
+            reads = [wm.read_all(wm.decoder.features(v))] + wm.low_passed_reads(v)
         sh = combine_views([s for _, s in reads])[1]  # [1, n, S]
         bits = torch.from_numpy(np.asarray(emb.bits).astype(bool))
         origin = origin_shift(y.shape[-2:], v.shape[-2:], wm.config.factor, wm.config.tile)

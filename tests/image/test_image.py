@@ -293,7 +293,7 @@ def test_origin_shift_matches_embedding(wm, photos, demo_key):
     for h, w in [(321, 481), (1600, 1540)]:
         xi = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear")
         y = decode_view(luma(wm.embed_tensor(xi, demo_key)))
-        al = wm._read_all(wm.decoder.features(y))[1]
+        al = wm.read_all(wm.decoder.features(y))[1]
         assert int(al.pow(2).sum(1).argmax()) == origin_shift((h, w), y.shape[-2:], f, t)
     assert origin_shift((1539, 800), (1536, 800), f, t) is None
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import sys
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from wmark._progress import progress  # noqa: F401  (the benchmarks' bar, re-exported)
 from wmark.assets import write_atomic
 
 
@@ -39,18 +38,6 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A Markdown table of string cells."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)])
-
-
-def progress(total: int | None, desc: str, enabled: bool = True, *, unit: str = "it", **kw: Any) -> Any:
-    """The benchmarks' progress bar: tqdm on stderr with rate and ETA, redrawn at most every 2 s; a
-    silent bar (same methods) where not ``enabled`` (``--no-progress``) or where the environment sets
-    ``TQDM_DISABLE=1``. Use as a context manager; ``bar.write(line)`` prints a line to stdout without
-    breaking the bar."""
-    from tqdm import tqdm
-
-    quiet = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet or not enabled, mininterval=2.0,
-                dynamic_ncols=True, **kw)
 
 
 class ProgressTicker:

@@ -58,9 +58,9 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def _progress(items, desc: str):
-    from tqdm import tqdm
+    from wmark._progress import progress
 
-    return tqdm(items, desc=desc, unit="img", disable=len(items) < 4, file=sys.stderr)
+    return progress(len(items), desc, len(items) >= 4, unit="img", iterable=items)
 
 
 def _out_path(src: Path, outdir: Path, used: set[Path]) -> Path:

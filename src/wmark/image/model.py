@@ -380,15 +380,15 @@ class ImageWatermarker(nn.Module):
         return [self._decide(lg[i], key, payload, alpha, mult, None if sh is None else sh[i])
                 for i in range(lg.shape[0])]
 
-    def _read_all(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def read_all(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prefilter output [B, C, h, w] -> (logits [B, n] at the shift of largest energy, logits at
         every cyclic shift [B, n, t * t]), both minus the null bias (same numbers as :meth:`logits_tensor`)."""
         al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
         return best_shift_logits(al) - self.null_bias, (al - self.null_bias.view(1, -1, 1, 1)).flatten(2)
 
     def low_passed_reads(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """:meth:`_read_all` of luminance y [B, 1, H, W] low-passed by each of ``DENOISE_SIGMAS``."""
-        return [self._read_all(self.decoder.features(denoise_view(y, sigma))) for sigma in DENOISE_SIGMAS]
+        """:meth:`read_all` of luminance y [B, 1, H, W] low-passed by each of ``DENOISE_SIGMAS``."""
+        return [self.read_all(self.decoder.features(denoise_view(y, sigma))) for sigma in DENOISE_SIGMAS]
 
     def lattice(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The strongest lattice frequencies of this encoder's tiles and their weights (cached)."""
@@ -422,7 +422,7 @@ class ImageWatermarker(nn.Module):
         a mark (or under the wrong geometry) and large when one alignment stands out. Unlike the raw
         energy it does not grow with the view's size or smoothness, and it ignores the signs and the
         key (so choosing among views by it keeps the bits uniform under the null)."""
-        al = self._read_all(features)[1]  # [1, n, t * t]
+        al = self.read_all(features)[1]  # [1, n, t * t]
         e = al.pow(2).sum(1)[0]  # [t * t]
         i = int(e.argmax())
         return float(e[i] / e.median().clamp_min(1e-12)), al[..., i], al
@@ -478,7 +478,7 @@ class ImageWatermarker(nn.Module):
         y = decode_view(luma(x))
         origin = origin_shift(x.shape[-2:], y.shape[-2:], self.config.factor, self.config.tile)
         feats = self.decoder.features(y)
-        lg0, sh0 = self._read_all(feats)
+        lg0, sh0 = self.read_all(feats)
         first = self._detect_logits(lg0, key, payload, alpha, k, sh0)
         out = []
         for i, d in enumerate(first):
@@ -508,7 +508,7 @@ class ImageWatermarker(nn.Module):
                 if r1 > r0:
                     cands.append(self._detect_logits(lg1, key, payload, alpha, k, sh1)[0])
             if not any(c.detected for c in cands):
-                reads = [self._read_all(self.decoder.features(yi.flip(-1)))]
+                reads = [self.read_all(self.decoder.features(yi.flip(-1)))]
                 if geometric:
                     reads.append(self._geometry_logits(yi, ang, scale))
                 cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in reads]
@@ -545,7 +545,7 @@ class ImageWatermarker(nn.Module):
             else:
                 with torch.no_grad():
                     self.eval()
-                    lg, sh = self._read_all(self.decoder.features(decode_view(x.to(self.device))))
+                    lg, sh = self.read_all(self.decoder.features(decode_view(x.to(self.device))))
                 dets.extend(self._detect_logits(lg, key, payload, alpha, shifts=sh))
         return dets[0] if single else dets
 

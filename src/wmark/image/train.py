@@ -168,7 +168,7 @@ def train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAUL
     import torch.nn.functional as F
 
     from wmark.assets import sha256_bytes, write_atomic, write_weights
-    from wmark.bench.report import progress as progress_bar
+    from wmark._progress import progress as progress_bar
 
     stages = tuple(stages) if stages is not None else stages_for(recipe, steps)
     if any(stop < 1 or sched < 1 for sched, stop in stages) or [s for _, s in stages] != sorted(s for _, s in stages):

@@ -378,10 +378,10 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
             res[arm.name] = m
         return res
 
-    from tqdm.auto import tqdm
+    from wmark._progress import progress as progress_bar
 
-    bar = tqdm(range(start, cfg.generations + 1), desc=f"loop {cfg.name}", unit="gen",
-               disable=not progress, initial=start, total=cfg.generations + 1)
+    bar = progress_bar(cfg.generations + 1, f"loop {cfg.name}", progress, unit="gen",
+                       iterable=range(start, cfg.generations + 1), initial=start)
     restore = _set_threads(cfg.threads)
     try:
         for t in bar:
