@@ -46,7 +46,6 @@ def test_family_fit_sample_shapes_and_pickle(source):
     ids = torch.stack([s.ids for s in out])
     assert int(ids.min()) >= 0 and int(ids.max()) < fitted.vocab_size
     clone = pickle.loads(pickle.dumps(fitted))  # checkpoints: weights survive, samples identical
-    assert clone._lm is None
     assert torch.equal(torch.stack([s.ids for s in clone.sample(5, 0.8, rng(2))]), ids)
     m = get_family("text").evaluate(fitted, source, real, rng(3), {"n_eval": 4})
     assert m["train_ess"] == 1.0
@@ -106,7 +105,7 @@ def test_green_matches_the_processor(scheme, demo_key):
     sch = mk.scheme_for(demo_key)
     ids = torch.randint(0, sch.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
     g = mk.green([TextSample(r) for r in ids], demo_key)
-    full = torch.cat([torch.full((3, 1), mk._eos()), ids], 1)
+    full = torch.cat([torch.full((3, 1), mk.eos_id), ids], 1)
     for p in range(12):
         expect = sch.green_mask(full[:, :p + 1]).gather(1, ids[:, p:p + 1])[:, 0]
         assert torch.equal(g[:, p], expect), p

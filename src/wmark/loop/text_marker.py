@@ -77,7 +77,9 @@ class TextKGW:
             raise ValueError(f"text marker alpha must be in (0, 1), got {self.alpha!r}")
 
     # -- helpers ------------------------------------------------------------------------------------
-    def _eos(self) -> int:
+    @property
+    def eos_id(self) -> int:
+        """The end-of-text token of the marker's LM (detection skips the prefix token)."""
         return int(base_lm(self.lm).eos_id)
 
     def scheme_for(self, key: "Key") -> "KGW":
@@ -91,7 +93,7 @@ class TextKGW:
         import torch
 
         sch = self.scheme_for(key)
-        ids = stack_ids(samples, self._eos())  # [n, 1 + L]
+        ids = stack_ids(samples, self.eos_id)  # [n, 1 + L]
         n, T = ids.shape
         g = torch.zeros(n, T, dtype=torch.bool)
         ts = sch.token_scores(ids)
@@ -120,7 +122,7 @@ class TextKGW:
         if not len(samples):
             return np.zeros(0, dtype=bool)
         sch = self.scheme_for(key)
-        return np.asarray(sch.detect_batch(stack_ids(samples, self._eos()), alpha=self.alpha,
+        return np.asarray(sch.detect_batch(stack_ids(samples, self.eos_id), alpha=self.alpha,
                                            ignore_prefix=1).detected, dtype=bool)
 
     def strip(self, samples: Sequence[TextSample], key: "Key") -> list[TextSample]:
@@ -137,7 +139,7 @@ class TextKGW:
         from wmark.loop.text_metrics import radioactivity
 
         sch = self.scheme_for(key)
-        ids = stack_ids(samples, self._eos())
+        ids = stack_ids(samples, self.eos_id)
         det = sch.detect_batch(ids, alpha=self.alpha, ignore_prefix=1)
         frac = det.score / np.maximum(det.num_scored, 1)
         rad = radioactivity(sch.token_scores(ids), sch.gamma)

@@ -230,7 +230,7 @@ def make_source(size: int = 64, root: str | None = None, n_pool: int | None = No
 
     Grey levels [0, 1] are mapped into ``levels`` (default [0.1, 0.9]): an additive image mark needs
     headroom: on pure-black MNIST backgrounds clipping at 0 erases much of it (with the shipped
-    image watermarker when this was written: 0 of 16 marked [0, 1] digits detected, 13 of 16 with
+    image watermarker: 0 of 16 marked [0, 1] digits detected, 13 of 16 with
     the headroom)."""
     from wmark.loop.mnist import EVAL_RANGE, TRAIN_RANGE, load_mnist
 
