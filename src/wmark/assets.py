@@ -66,6 +66,31 @@ def verified_blob(folder, name: str, what: str = "weights") -> bytes:
     return blob
 
 
+def verify_sums(folder: str | os.PathLike[str], names: Iterable[str], sums: str = "SHA256SUMS") -> None:
+    """Check ``folder/<name>`` for each of ``names`` against ``folder/<sums>`` (``sha256sum`` format:
+    ``<hex>  <name>`` per line). :class:`WeightsIntegrityError` where the list or an entry is missing
+    or a digest differs; FileNotFoundError where a listed file is absent."""
+    d = Path(folder)
+    sums_path = d / sums
+    if not sums_path.is_file():
+        raise WeightsIntegrityError(f"missing {sums_path}: cannot verify the weights")
+    expected: dict[str, str] = {}
+    for line in sums_path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            h, _, n = line.strip().partition("  ")
+            expected[n] = h
+    for n in names:
+        p = d / n
+        if n not in expected:
+            raise WeightsIntegrityError(f"{p} is not listed in {sums_path}")
+        if not p.is_file():
+            raise FileNotFoundError(f"weights file not found: {p}")
+        got = sha256_file(p)
+        if got != expected[n]:
+            raise WeightsIntegrityError(
+                f"sha256 mismatch for {p}: expected {expected[n]}, got {got} (file corrupted or modified)")
+
+
 def write_weights(folder: str | os.PathLike[str], name: str, blob: bytes) -> str:
     """Write ``folder/<name>.pt`` and ``folder/<name>.sha256`` (atomically); returns the digest."""
     d = Path(folder)
@@ -117,12 +142,6 @@ def shared_data(sub: str | None = None) -> Path:
 
 
 # -- images ---------------------------------------------------------------------------------------------
-def is_image_path(path: str | os.PathLike[str]) -> bool:
-    """True for a regular file whose suffix is in :data:`IMAGE_EXTS`."""
-    p = Path(path)
-    return p.suffix.lower() in IMAGE_EXTS and p.is_file()
-
-
 def list_images(folder: str | os.PathLike[str], exts: Iterable[str] = IMAGE_EXTS) -> list[Path]:
     """The image files directly in ``folder``, sorted by name (ValueError if it is not a folder)."""
     d = Path(folder)

@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from wmark.lm.bundle import (LanguageModel, WeightsIntegrityError, load_dir, read_tensors, save_dir,
-                             write_tensors)
+from wmark.assets import WeightsIntegrityError
+from wmark.lm.bundle import LanguageModel, load_dir, read_tensors, save_dir, write_tensors
 from wmark.lm.data import load_corpus, split_text, strip_gutenberg
 from wmark.lm.sampling import generate, perplexity, token_logprobs
 from wmark.lm.model import GPT, GPTConfig

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wmark.assets import luma
 from wmark.attacks.spec import AttackSpec
 
 Gen = torch.Generator | None
@@ -264,14 +265,6 @@ def sharpen(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor:
 
 
 # -- colour -----------------------------------------------------------------------------------------
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    """[B, C, H, W] -> [B, 1, H, W] (Rec. 601 weights for colour)."""
-    if x.shape[1] == 1:
-        return x
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x[:, :3] * w).sum(1, keepdim=True)
-
-
 def brightness(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor:
     """Multiply by :func:`brightness_factor` (s) (1 -> 2), clipped. Same shape."""
     return (_check(x) * brightness_factor(s)).clamp(0, 1)
@@ -279,7 +272,7 @@ def brightness(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor
 
 def contrast(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor:
     """Scale deviations from the image's mean gray by :func:`contrast_factor` (s). Same shape."""
-    m = _luma(_check(x)).mean(dim=(1, 2, 3), keepdim=True)
+    m = luma(_check(x)).mean(dim=(1, 2, 3), keepdim=True)
     return (m + contrast_factor(s) * (x - m)).clamp(0, 1)
 
 
@@ -287,7 +280,7 @@ def saturation(x: torch.Tensor, s: float, generator: Gen = None) -> torch.Tensor
     """Blend towards grayscale: factor :func:`saturation_factor` (s) (1 -> 0). Same shape."""
     if _check(x).shape[1] != 3:
         return x.clone()
-    g = _luma(x)
+    g = luma(x)
     return (g + saturation_factor(s) * (x - g)).clamp(0, 1)
 
 

