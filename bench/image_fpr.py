@@ -23,12 +23,6 @@ from _common import OutputError, fail, json_output, progress, write_output  # no
 OUTPUT = json_output("image_fpr")
 
 
-def clopper_upper(k: int, n: int, conf: float = 0.95) -> float:
-    from scipy.stats import beta
-
-    return 1.0 if k >= n else float(beta.ppf(conf, k + 1, n - k))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=10000, help="unmarked crops in total (split over sizes)")
@@ -48,6 +42,7 @@ def main(argv=None) -> int:
     import torch
 
     from wmark.image.data import load_images, sample_batch, training_dir
+    from wmark.stats import clopper_pearson
     from wmark.image.model import load
     from wmark.keys import Key
 
@@ -105,7 +100,7 @@ def main(argv=None) -> int:
     for a in alphas:
         k = int((allp < a).sum())
         total[f"fpr@{a:g}"] = k / allp.size
-        total[f"fpr@{a:g}_upper95"] = clopper_upper(k, allp.size)
+        total[f"fpr@{a:g}_upper95"] = clopper_pearson(k, allp.size, 0.90)[1]  # one-sided 95%
     total["min_p"] = float(allp.min())
     res = {"total": total, "groups": rows, "seconds": round(time.time() - t0, 1)}
     write_output(out, json.dumps(res, indent=2) + "\n")

@@ -85,7 +85,7 @@ def _score(wm, key, paths, attack: str, strength: float, rules, seed: int, bar) 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default="../shared/data/train", help="training photos (never Kodak)")
+    ap.add_argument("--data", default=None, help="training photos (default: the shared data's train/; never Kodak)")
     ap.add_argument("--n", type=int, default=48, help="photos (every 7th of the folder)")
     OUTPUT.add_arguments(ap)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
@@ -98,7 +98,9 @@ def main(argv=None) -> int:
         out = OUTPUT.prepare(args)
     except OutputError as exc:
         return fail("origin_margin", exc)
-    res = run(Path(args.data), args.n, show_progress=not args.no_progress)
+    from wmark.image.data import training_dir
+
+    res = run(Path(args.data) if args.data else training_dir(), args.n, show_progress=not args.no_progress)
     print(f"wrote {write_json('origin_margin', res, out)}")
     return 0
 

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lengths", type=_ints, default=None, help="generated tokens per text, comma list (default 200)")
     t.add_argument("--rates", type=_floats, default=None, help="edit rates in [0, 1] (default 0,0.1,...,0.5)")
     t.add_argument("--attacks", type=_names, default=None,
-                   help="comma list of text attacks (default delete,insert,substitute,lm-substitute)")
+                   help="comma list of text attacks (default delete,insert,substitute,lm_substitute)")
     t.add_argument("--n", type=int, default=None, help="texts per scheme (default 100; --quick 8)")
     t.add_argument("--fpr-n", type=int, default=None,
                    help="unmarked texts for the FPR row only (default: --n); FPR at 1e-2 and 1e-3 with 95%% "
