@@ -97,9 +97,10 @@ def _crops(images: list[torch.Tensor], n: int, size: int, g: torch.Generator) ->
 
 def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 96, lr: float = 2e-3,
                       seed: int = 0, minutes: float | None = None, data: str | None = None,
-                      device: str | None = None) -> dict:
+                      device: str | None = None, progress: bool = True) -> dict:
     """Train :class:`TinyAE` on random crops of the training folder (never Kodak); write
-    ``OUT/regen_ae.pt``, ``OUT/regen_ae.sha256`` and ``OUT/card.json``. Returns the card."""
+    ``OUT/regen_ae.pt``, ``OUT/regen_ae.sha256`` and ``OUT/card.json``. Returns the card.
+    ``progress``: a bar with ETA on stderr."""
     from wmark.assets import write_atomic, write_weights
     from wmark.image.data import load_images, training_dir
     from wmark.image.quality import psnr
@@ -115,7 +116,10 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
     model = TinyAE().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
+    from wmark._progress import progress as progress_bar
+
     t0, step = time.time(), 0
+    bar = progress_bar(steps, "train regen_ae", progress, unit="step")
     for step in range(1, steps + 1):
         x = _crops(train_set, batch, crop, g).to(dev)
         y = model(x)
@@ -124,10 +128,12 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
         loss.backward()
         opt.step()
         sched.step()
+        bar.update(1)
         if step % 200 == 0:
             print(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
         if minutes is not None and time.time() - t0 > 60 * minutes:
             break
+    bar.close()
     model = model.cpu().eval()
     blob = model.to_bytes()
     shipped = TinyAE.from_bytes(blob)  # evaluate what ships (fp16 weights)

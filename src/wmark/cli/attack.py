@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--minutes", type=float, default=None, help="stop after this many minutes")
     tr.add_argument("--data", default=None, help="training images (default ../shared/data/train; never Kodak)")
     tr.add_argument("--device", default=None)
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 
@@ -108,5 +109,6 @@ def _train(args: argparse.Namespace) -> int:
     from wmark.attacks.regen import train_autoencoder
 
     train_autoencoder(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                      seed=args.seed, minutes=args.minutes, data=args.data, device=args.device)
+                      seed=args.seed, minutes=args.minutes, data=args.data, device=args.device,
+                      progress=not args.no_progress)
     return 0

@@ -6,7 +6,6 @@ this checkout says so and is skipped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from typing import Callable
 
@@ -15,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the mark -> detect -> strip -> loop showcase on shipped data")
     p.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
     p.add_argument("--quick", action="store_true", help="smaller sizes (for tests)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -118,7 +118,7 @@ def image_section(quick: bool) -> None:
               f"detected={ds.detected}")
 
 
-def _loop_run(preset: str, quick: bool, quick_changes: dict) -> tuple:
+def _loop_run(preset: str, quick: bool, quick_changes: dict, progress: bool = True) -> tuple:
     """Run ``preset`` into a fresh run folder (smaller with ``quick``); returns (result, report path,
     paired policy effects vs `none`)."""
     from pathlib import Path
@@ -132,7 +132,7 @@ def _loop_run(preset: str, quick: bool, quick_changes: dict) -> tuple:
     print(f"preset {preset}: {cfg.generations} generations, arms "
           f"{', '.join(f'{a.name}({a.policy})' for a in cfg.arms)}; run folder {out}")
     t0 = time.time()
-    result = engine.run_loop(cfg, out, keep_checkpoint=False)  # a finished showcase is not extended
+    result = engine.run_loop(cfg, out, progress=progress, keep_checkpoint=False)  # a finished showcase is not extended
     path = report.write_report(result)
     print(f"({time.time() - t0:.0f} s)")
     effects = report.policy_effects(result)
@@ -152,11 +152,11 @@ def _answer(effects: list, metrics: tuple[str, ...]) -> None:
             print(f"  {what:<28}: " + ", ".join(parts))
 
 
-def loop_section(quick: bool) -> None:
+def loop_section(quick: bool, progress: bool = True) -> None:
     """The self-consuming loop with none / keep / strip / drop arms, and its answer: text, then images."""
     import numpy as np
 
-    _, path, effects = _loop_run("demo-text", quick, {})
+    _, path, effects = _loop_run("demo-text", quick, {}, progress)
     _answer(effects, ("green_frac", "green_z", "inherited", "radio_log10p", "distinct_1"))
     print(f"\nreport with plots: {path}")
 
@@ -168,7 +168,7 @@ def loop_section(quick: bool) -> None:
         return
     print()
     result, path, effects = _loop_run("demo-image", quick, {"n_real": 64, "model": {
-        "ch": 16, "batch_size": 32, "steps_init": 100, "steps": 20}, "eval": {"n_eval": 128, "n_mark": 64}})
+        "ch": 16, "batch_size": 32, "steps_init": 100, "steps": 20}, "eval": {"n_eval": 128, "n_mark": 64}}, progress)
     t = int(result.generations()[-1])
     names = ("inherited", "bit_acc", "log10p", "train_marked", "hf_excess", "spec_dist", "fd", "recall")
     print(f"\nimage loop at t = {t} (mean over seeds):\n"
@@ -184,23 +184,20 @@ def loop_section(quick: bool) -> None:
     print(f"\nreport with plots: {path}")
 
 
-#: name -> (module that must exist, section function)
-SECTIONS: dict[str, tuple[str, Callable[[bool], None]]] = {
-    "text": ("wmark.lm", text_section),
-    "image": ("wmark.image.model", image_section),
-    "loop": ("wmark.loop.engine", loop_section),
+#: the demo's sections, in order: name -> section(quick, progress)
+SECTIONS: dict[str, Callable[[bool, bool], None]] = {
+    "text": lambda quick, progress: text_section(quick),
+    "image": lambda quick, progress: image_section(quick),
+    "loop": loop_section,
 }
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
-    for name, (needs, fn) in SECTIONS.items():
+    for name, fn in SECTIONS.items():
         if args.only and name not in args.only:
             continue
         _rule(f"{name}")
-        if importlib.util.find_spec(needs) is None:
-            print(f"({needs} is not built in this checkout: skipped)")
-            continue
-        fn(args.quick)
+        fn(args.quick, not args.no_progress)
     print(f"\ndemo finished in {time.time() - t0:.0f} s")
     return 0

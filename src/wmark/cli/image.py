@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--payload", default=None, metavar="HEX", help="6-byte payload as 12 hex digits (default zeros)")
     p.add_argument("--model", default="default")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_embed)
 
     p = sub.add_parser("detect", help="detect the image watermark (p-value, payload)")
@@ -27,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--payload", default=None, metavar="HEX",
                    help="test for this one known payload (exact binomial p-value) instead of any payload")
     p.add_argument("--model", default="default")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_detect)
 
     p = sub.add_parser("strip", help="remove the image watermark with the key (restores the cover)")
@@ -35,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--payload", default=None, metavar="HEX", help="known payload (default: read it)")
     p.add_argument("--model", default="default")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_strip)
 
 
@@ -57,10 +60,10 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return out
 
 
-def _progress(items, desc: str):
+def _progress(items, desc: str, enabled: bool = True):
     from wmark._progress import progress
 
-    return progress(len(items), desc, len(items) >= 4, unit="img", iterable=items)
+    return progress(len(items), desc, enabled and len(items) >= 4, unit="img", iterable=items)
 
 
 def _out_path(src: Path, outdir: Path, used: set[Path]) -> Path:
@@ -104,7 +107,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
-    for f in _progress(files, "embed"):
+    for f in _progress(files, "embed", not args.no_progress):
         img = imio.load(f)
         res = model.embed(img, key, args.payload)
         dst = _out_path(f, od, used)
@@ -117,7 +120,7 @@ def _detect(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
 
     key, files, _, model = _session(args, writes=False)
-    for f in _progress(files, "detect"):
+    for f in _progress(files, "detect", not args.no_progress):
         d = model.detect(imio.load(f), key, payload=args.payload, alpha=args.alpha)
         if args.json:
             print(json.dumps({"path": str(f), **d.to_json()}), flush=True)
@@ -133,7 +136,7 @@ def _strip(args: argparse.Namespace) -> int:
     key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
     n_removed = 0
-    for f in _progress(files, "strip"):
+    for f in _progress(files, "strip", not args.no_progress):
         res = model.strip(imio.load(f), key, args.payload)
         n_removed += int(res.removed[0])
         if not res.removed[0]:

@@ -35,6 +35,7 @@ def _lm_parser(tsub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="folder with the corpus texts (default ../shared/data/text)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in OUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train_lm)
 
 
@@ -45,7 +46,7 @@ def _train_lm(args: argparse.Namespace) -> int:
         out=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
         seq_len=args.seq_len, lr=args.lr, vocab_size=args.vocab_size, d_model=args.d_model,
         n_layer=args.n_layer, n_head=args.n_head, context=args.context, data=args.data,
-        resume=not args.no_resume, threads=args.threads, command=_command_line(),
+        resume=not args.no_resume, threads=args.threads, command=_command_line(), progress=not args.no_progress,
     )
     print(f"wrote {res.out_dir}: {res.steps_done}/{res.steps} steps, val ppl {res.val_ppl:.2f}, "
           f"{res.train_seconds / 60:.1f} min")

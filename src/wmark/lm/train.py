@@ -217,8 +217,10 @@ def train_lm(
     log_every: int = 25,
     ckpt_every: int = 50,
     threads: int | None = None,
+    progress: bool = True,
 ) -> TrainResult:
-    """Train tokenizer + GPT on the shared corpus and write a model folder into ``out``."""
+    """Train tokenizer + GPT on the shared corpus and write a model folder into ``out``
+    (``progress``: a bar with ETA on stderr)."""
     import torch
 
     from wmark.lm.bundle import LanguageModel, save_dir
@@ -286,6 +288,9 @@ def train_lm(
     t0 = time.perf_counter() - elapsed
     step = start_step
     loss_ema = None
+    from wmark._progress import progress as progress_bar
+
+    bar = progress_bar(steps, "train lm", progress, unit="step", initial=step)
     while step < steps:
         el = time.perf_counter() - t0
         if el > minutes * 60:
@@ -301,6 +306,7 @@ def train_lm(
         torch.nn.utils.clip_grad_norm_(model.parameters(), hparams["grad_clip"])
         opt.step()
         step += 1
+        bar.update(1)
         lv = float(loss.detach())
         loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
         if step % log_every == 0 or step == steps:
@@ -309,6 +315,7 @@ def train_lm(
                   f"{step * batch_size * seq_len / max(el, 1e-9):.0f} tok/s", flush=True)
         if step % ckpt_every == 0 and step < steps:
             save_ckpt(step, time.perf_counter() - t0)
+    bar.close()
     train_seconds = time.perf_counter() - t0
     save_ckpt(step, train_seconds)
 
