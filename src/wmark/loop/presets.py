@@ -1,6 +1,7 @@
 """Named loop configurations (``wmark loop --list``). Each entry builds its config on demand.
 
-``theory-*`` presets reproduce the closed-form checks of issue 5 (see :mod:`wmark.loop.theory`);
+``theory-*`` presets reproduce the closed forms of the self-consuming Gaussian and categorical
+loops (see :mod:`wmark.loop.theory` and ``tests/loop/test_loop_theory.py``);
 ``demo-*`` presets are small and fast and show the watermark policies (the *toy* marker for the
 Gaussian ones, the product's marks for `demo-text` and `demo-image`).
 """
@@ -66,7 +67,7 @@ for _n0 in (100, 1000):
         generations=30, seeds=4)
 register_preset(
     "theory-categorical", "Zipf(1.1), 1000 categories, n=1e4, fully synthetic: support only shrinks "
-    "(issue's t = 0, 1, 10 are fits 1, 2, 11)",
+    "(the paper's t = 0, 1, 10 are fits 1, 2, 11)",
     family="categorical", data={"k": 1000, "exponent": 1.1}, n_real=10_000, generations=11, seeds=100)
 register_preset(
     "demo-gaussian", "small fast demo: 2-D Gaussian, n=50, none/keep/strip/drop with the toy marker",
@@ -93,7 +94,7 @@ register_preset(
     **_TEXT, data={"length": 48, "n_val": 16}, model={"steps": 12, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
     n_real=48, generations=5, seeds=2, arms=list(POLICY_NAMES), eval={"n_eval": 32, "n_mark": 48})
 register_preset(
-    "text-mad", "longer text loop (README): 96 x 64 tokens per generation, 10 generations, 3 seeds, "
+    "text-mad", "longer text loop (bench/README.md): 96 x 64 tokens per generation, 10 generations, 3 seeds, "
     "fully synthetic, none/keep/strip/drop with KGW (delta 3)",
     **_TEXT, data={"length": 64, "n_val": 32}, model={"steps": 20, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
     n_real=96, generations=10, seeds=3, arms=list(POLICY_NAMES), eval={"n_eval": 64, "n_mark": 96})
@@ -106,7 +107,7 @@ register_preset(
 _IMAGE_MAD = dict(**_IMAGE, model={"ch": 16, "batch_size": 64, "steps_init": 1000, "steps": 200}, generations=15,
                   seeds=2, arms=list(POLICY_NAMES), eval={"n_eval": 500, "n_mark": 250})
 register_preset(
-    "image-mad", "longer image loop (README; 1-2 hours on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
+    "image-mad", "longer image loop (bench/README.md; 1-2 hours on 2 CPU cores): conv VAE on 500 MNIST digits, fully "
     "synthetic, 15 generations, 2 seeds, none/keep/strip/drop with the product's image mark",
     **_IMAGE_MAD, n_real=500)
 register_preset(
