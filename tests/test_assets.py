@@ -90,3 +90,17 @@ def test_luma_closed_form():
     assert torch.allclose(y, torch.full_like(y, 0.299 + 0.587 * 0.5 + 0.114 * 0.25))
     g = torch.rand(1, 1, 3, 3)
     assert assets.luma(g) is g
+
+
+def test_set_threads_pins_and_restores():
+    from wmark._threads import set_threads
+
+    before = torch.get_num_threads()
+    restore = set_threads(1)
+    assert torch.get_num_threads() == 1
+    restore()
+    assert torch.get_num_threads() == before
+    set_threads(None)()
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="positive integer"):
+        set_threads(0)

@@ -154,9 +154,21 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192
     return torch.cat(acc).mean(0)
 
 
-def train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAULT_BATCH, crop: int = 256,
+def train(out: str, *args, threads: int | None = DEFAULT_THREADS, **kwargs) -> Path:
+    """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``, with torch
+    at ``threads`` CPU threads (given back afterwards); the arguments are those of :func:`_train`."""
+    from wmark._threads import set_threads
+
+    restore = set_threads(threads)
+    try:
+        return _train(out, *args, **kwargs)
+    finally:
+        restore()
+
+
+def _train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAULT_BATCH, crop: int = 256,
           lr: float = 2e-3, minutes: float | None = None, data: str | None = None, ckpt_every: int = 200,
-          threads: int | None = DEFAULT_THREADS, device: str | None = None, finetune_decoder: str | None = None,
+          device: str | None = None, finetune_decoder: str | None = None,
           heavy: bool = False, log=print, recipe: str | None = DEFAULT_RECIPE,
           stages: tuple[tuple[int, int], ...] | None = None, progress: bool = True) -> Path:
     """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``.
@@ -177,8 +189,6 @@ def train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAUL
     from wmark.image.data import load_images, sample_batch, training_dir
     from wmark.image.model import Config, ImageWatermarker
 
-    if threads:
-        torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     outp = Path(out)
     outp.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from wmark._threads import set_threads
 from wmark.assets import write_atomic
 from wmark.loop.config import LoopConfig
 from wmark.loop.models.base import Samples, concat, put, size, take
@@ -286,17 +287,6 @@ def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
     return family, source, marker, key
 
 
-def _set_threads(threads: int | None) -> Callable[[], None]:
-    """Set torch's CPU threads (None: leave them); returns the function that restores them."""
-    if threads is None:
-        return lambda: None
-    import torch
-
-    prev = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    return lambda: torch.set_num_threads(prev)
-
-
 def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume: bool = False,
              progress: bool = True, on_generation: Callable[[int], None] | None = None,
              keep_checkpoint: bool = True) -> LoopResult:
@@ -382,7 +372,7 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
 
     bar = progress_bar(cfg.generations + 1, f"loop {cfg.name}", progress, unit="gen",
                        iterable=range(start, cfg.generations + 1), initial=start)
-    restore = _set_threads(cfg.threads)
+    restore = set_threads(cfg.threads)
     try:
         for t in bar:
             per_seed = [step(s, t) for s in range(cfg.seeds)]
