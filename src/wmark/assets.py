@@ -5,6 +5,7 @@ Standard library only at import; nothing here touches torch unless given a tenso
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -102,6 +103,14 @@ def write_weights(folder: str | os.PathLike[str], name: str, blob: bytes) -> str
 
 
 # -- writing --------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read once (reading it means setting it, which is not thread-safe)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | None = None) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part:
     a temporary file in the same folder, fsync, then ``os.replace``. ``str`` is written as UTF-8;
@@ -109,9 +118,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | No
     p = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if mode is None:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -155,6 +155,7 @@ def test_padded_batch_equals_single_sequences(demo_key):
     batch[0], batch[1, :50] = a, b
     r = s.detect_batch(batch, lengths=[80, 50])
     assert r[0] == s.detect(a) and r[1] == s.detect(b)
+    assert json.loads(json.dumps(r.to_json())) == [s.detect(a).to_json(), s.detect(b).to_json()]
 
 
 @pytest.mark.parametrize("bad, match", [

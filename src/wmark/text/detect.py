@@ -115,6 +115,10 @@ class BatchDetection:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
+    def to_json(self) -> list[dict[str, Any]]:
+        """One :meth:`DetectionResult.to_json` dict per row."""
+        return [r.to_json() for r in self]
+
 
 def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate token ids ``[T]`` or ``[B, T]`` (list, numpy, tensor) -> (LongTensor [B, T], lengths [B])."""
