@@ -104,3 +104,24 @@ def test_set_threads_pins_and_restores():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="positive integer"):
         set_threads(0)
+
+
+def test_write_atomic_without_overwrite_refuses_files_and_links(tmp_path):
+    p = tmp_path / "out.png"
+    assets.write_atomic(p, b"one", overwrite=False)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        assets.write_atomic(p, b"two", overwrite=False)
+    assert p.read_bytes() == b"one"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.png"
+    link.symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        assets.write_atomic(link, b"evil", overwrite=False)
+    assets.write_atomic(link, b"new", overwrite=True)  # replaces the link itself, never its target
+    assert victim.read_text() == "keep me" and not link.is_symlink() and link.read_bytes() == b"new"
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):
+        assets.write_atomic(tmp_path / "dangling.png", b"x", overwrite=False)
+    assert not (tmp_path / "nowhere").exists()
+    assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith(".")) == []

@@ -111,14 +111,19 @@ def _umask() -> int:
     return umask
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | None = None) -> Path:
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | None = None,
+                 overwrite: bool = True) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part:
-    a temporary file in the same folder, fsync, then ``os.replace``. ``str`` is written as UTF-8;
-    ``mode`` defaults to 0o666 less the umask, as ``open`` would give."""
+    a temporary file in the same folder, fsync, then ``os.replace`` (a symlink at ``path`` is
+    replaced, never followed). ``overwrite=False``: FileExistsError where ``path`` exists (or is a
+    link), checked atomically by hard-linking the temporary file into place. ``str`` is written as
+    UTF-8; ``mode`` defaults to 0o666 less the umask, as ``open`` would give."""
     p = Path(path)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     if mode is None:
         mode = 0o666 & ~_umask()
+    if not overwrite and os.path.lexists(p):
+        raise FileExistsError(f"{p}: exists (pass --overwrite to replace it)")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -126,7 +131,14 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | No
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, p)
+        if overwrite:
+            os.replace(tmp, p)
+        else:
+            try:
+                os.link(tmp, p)  # fails where anything, even a dangling link, is already at p
+            except FileExistsError:
+                raise FileExistsError(f"{p}: exists (pass --overwrite to replace it)") from None
+            os.unlink(tmp)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

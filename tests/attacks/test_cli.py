@@ -67,3 +67,20 @@ def test_apply_never_overwrites_input(tmp_path, capsys):
     assert main(["attack", "apply", "blur", "-s", "0.5", str(other), str(src), "-o", str(tmp_path)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
     assert src.read_bytes() == before
+
+
+def test_apply_refuses_existing_outputs(tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(src)
+    out = tmp_path / "o"
+    assert main(["attack", "apply", "blur", "-s", "0.5", str(src), "-o", str(out)]) == 0
+    first = (out / "a_blur_s0.5.png").read_bytes()
+    capsys.readouterr()
+    assert main(["attack", "apply", "noise", "-s", "0.5", str(src), "-o", str(out)]) == 0  # another name
+    (out / "a_noise_s0.5.png").write_bytes(b"keep")
+    assert main(["attack", "apply", "noise", "-s", "0.5", str(src), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0]
+    assert (out / "a_noise_s0.5.png").read_bytes() == b"keep"
+    assert main(["attack", "apply", "blur", "-s", "0.5", str(src), "-o", str(out), "--overwrite"]) == 0
+    assert (out / "a_blur_s0.5.png").read_bytes() == first

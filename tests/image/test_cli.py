@@ -59,7 +59,7 @@ def test_cli_bad_file(setup, capsys, content):
     tmp, _, key = setup
     bad = tmp / "bad.png"
     bad.write_bytes(content)
-    assert main(["detect", str(bad), "--key-file", str(key)]) == 2
+    assert main(["detect", str(bad), "--key-file", str(key)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("wmark: error:") and "bad.png" in err[0]
 
@@ -70,5 +70,40 @@ def test_cli_tiny_image(setup, capsys):
     tmp, _, key = setup
     p = tmp / "tiny.png"
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(p)
-    assert main(["embed", str(p), "-o", str(tmp / "o"), "--key-file", str(key)]) == 2
+    assert main(["embed", str(p), "-o", str(tmp / "o"), "--key-file", str(key)]) == 1
     assert "64" in capsys.readouterr().err
+
+
+def test_batch_goes_on_past_bad_files(setup, capsys):
+    tmp, src, key = setup
+    (src / "empty.png").write_bytes(b"")
+    (src / "zz_text.png").write_text("not an image")
+    assert main(["embed", str(src), "-o", str(tmp / "m"), "--key-file", str(key), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert sum("empty.png" in e for e in err) == 1 and sum("zz_text.png" in e for e in err) == 1
+    assert err[-1].startswith("marked 2/4 image(s)") and "2 of 4 failed" in err[-1]
+    assert sorted(q.name for q in (tmp / "m").iterdir()) == sorted(q.name for q in src.glob("bsds_*.png"))
+    assert main(["detect", str(src), "--key-file", str(key), "--json", "--no-progress"]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 4 and sum("error" in r for r in rows) == 2 and sum("p_value" in r for r in rows) == 2
+
+
+def test_existing_outputs_and_planted_links_are_not_overwritten(setup, capsys):
+    tmp, src, key = setup
+    out = tmp / "m"
+    out.mkdir()
+    names = sorted(q.name for q in src.glob("*.png"))
+    (out / names[0]).write_bytes(b"earlier result")
+    victim = tmp / "victim.txt"
+    victim.write_text("outside")
+    (out / names[1]).symlink_to(victim)
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("--overwrite") == 2
+    assert (out / names[0]).read_bytes() == b"earlier result" and victim.read_text() == "outside"
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress", "--overwrite"]) == 0
+    assert victim.read_text() == "outside" and not (out / names[1]).is_symlink()
+    from PIL import Image
+
+    assert all(Image.open(out / n).size == (384, 320) for n in names)
+    assert not [q for q in out.iterdir() if q.name.startswith(".")]

@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args.command is None else 2
     try:
         rc = func(args)
-    except (CliError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (CliError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as exc:
         print(f"wmark: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -19,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ap.add_argument("--strength", "-s", type=float, required=True, help="strength in [0, 1]")
     ap.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder (created if needed)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the attack's randomness (default 0)")
+    ap.add_argument("--overwrite", action="store_true", help="replace existing files in OUTDIR (default: refuse)")
     ap.set_defaults(func=_apply)
 
     tr = asub.add_parser("train-regen", help="train the regeneration autoencoder (reproduces shipped weights)")
@@ -65,11 +67,18 @@ def _read(path: Path):
     return torch.from_numpy(np.ascontiguousarray(a))[None]
 
 
-def _write(x, path: Path) -> None:
+def _write(x, path: Path, overwrite: bool) -> None:
+    """[1, C, H, W] in [0, 1] as an 8-bit PNG at ``path``, atomically; kept unless ``overwrite``."""
+    import io
+
     from PIL import Image
 
+    from wmark.assets import write_atomic
+
     a = (x[0].clamp(0, 1) * 255).round().byte().numpy()
-    Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)).save(path, format="PNG")
+    buf = io.BytesIO()
+    Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)).save(buf, format="PNG")
+    write_atomic(path, buf.getvalue(), overwrite=overwrite)
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -96,11 +105,13 @@ def _apply(args: argparse.Namespace) -> int:
             t, k = out / f"{p.stem}_{args.name}_s{s:g}_{k}.png", k + 1
         if t.resolve() in resolved_in:
             raise ValueError(f"{t}: refusing to overwrite an input")
+        if os.path.lexists(t) and not args.overwrite:
+            raise ValueError(f"{t}: exists (pass --overwrite to replace it)")
         targets.append(t)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(args.seed)
     for x, t in zip(images, targets):
-        _write(spec(x, s, gen), t)
+        _write(spec(x, s, gen), t, args.overwrite)
         print(t)
     return 0
 

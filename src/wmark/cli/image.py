@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="mark images with the neural image watermark")
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files or folders")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR", help="output folder (lossless PNG)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in OUTDIR (default: refuse)")
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--payload", default=None, metavar="HEX", help="6-byte payload as 12 hex digits (default zeros)")
     p.add_argument("--model", default="default")
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("strip", help="remove the image watermark with the key (restores the cover)")
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.add_argument("-o", "--out", required=True, metavar="OUTDIR")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files in OUTDIR (default: refuse)")
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--payload", default=None, metavar="HEX", help="known payload (default: read it)")
     p.add_argument("--model", default="default")
@@ -86,8 +88,41 @@ def _prepare_out(outdir: str, files: list[Path]) -> Path:
     return od
 
 
-def _save(img, dst: Path) -> None:
-    img.save(dst, format="PNG")
+def _save(img, dst: Path, overwrite: bool) -> None:
+    """``img`` (PIL) as PNG at ``dst``, atomically; an existing file is kept unless ``overwrite``."""
+    import io
+
+    from wmark.assets import write_atomic
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    write_atomic(dst, buf.getvalue(), overwrite=overwrite)
+
+
+def _each(files: list[Path], desc: str, args: argparse.Namespace, work) -> int:
+    """``work(f)`` for every file; a file that fails (bad image, existing output, I/O error) is one
+    line on stderr (and a JSON row with ``error`` under ``--json``) and the batch goes on. Returns the
+    number of failures."""
+    failed = 0
+    for f in _progress(files, desc, not args.no_progress):
+        try:
+            work(f)
+        except (ValueError, OSError) as exc:
+            failed += 1
+            msg = str(exc) if str(f) in str(exc) else f"{f}: {exc}"
+            print(f"wmark: error: {msg}", file=sys.stderr, flush=True)
+            if getattr(args, "json", False):
+                print(json.dumps({"path": str(f), "error": msg}), flush=True)
+    return failed
+
+
+def _summary(done: str, failed: int, total: int, od: Path | None) -> int:
+    """The closing line on stderr; exit status 1 where any file failed."""
+    where = f" -> {od}" if od is not None else ""
+    tail = f"; {failed} of {total} failed" if failed else ""
+    if od is not None or (failed and total > 1):
+        print(f"{done}{where}{tail}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _session(args: argparse.Namespace, writes: bool):
@@ -107,27 +142,31 @@ def _embed(args: argparse.Namespace) -> int:
 
     key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
-    for f in _progress(files, "embed", not args.no_progress):
-        img = imio.load(f)
-        res = model.embed(img, key, args.payload)
-        dst = _out_path(f, od, used)
-        _save(res.images, dst)
-    print(f"marked {len(files)} image(s) -> {od}", file=sys.stderr)
-    return 0
+    dsts = {f: _out_path(f, od, used) for f in files}
+
+    def work(f: Path) -> None:
+        res = model.embed(imio.load(f), key, args.payload)
+        _save(res.images, dsts[f], args.overwrite)
+
+    failed = _each(files, "embed", args, work)
+    return _summary(f"marked {len(files) - failed}/{len(files)} image(s)", failed, len(files), od)
 
 
 def _detect(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
 
     key, files, _, model = _session(args, writes=False)
-    for f in _progress(files, "detect", not args.no_progress):
+
+    def work(f: Path) -> None:
         d = model.detect(imio.load(f), key, payload=args.payload, alpha=args.alpha)
         if args.json:
             print(json.dumps({"path": str(f), **d.to_json()}), flush=True)
         else:
             verdict = "MARKED" if d.detected else "not marked"
             print(f"{f}: {verdict}  p={d.p_value:.3g}  payload={d.payload_hex or '-'}", flush=True)
-    return 0
+
+    failed = _each(files, "detect", args, work)
+    return _summary(f"read {len(files) - failed}/{len(files)} image(s)", failed, len(files), None)
 
 
 def _strip(args: argparse.Namespace) -> int:
@@ -135,12 +174,15 @@ def _strip(args: argparse.Namespace) -> int:
 
     key, files, od, model = _session(args, writes=True)
     used: set[Path] = set()
-    n_removed = 0
-    for f in _progress(files, "strip", not args.no_progress):
+    dsts = {f: _out_path(f, od, used) for f in files}
+    removed = []
+
+    def work(f: Path) -> None:
         res = model.strip(imio.load(f), key, args.payload)
-        n_removed += int(res.removed[0])
         if not res.removed[0]:
             print(f"{f}: no mark found under this key; copied unchanged", file=sys.stderr)
-        _save(res.images, _out_path(f, od, used))
-    print(f"stripped {n_removed}/{len(files)} image(s) -> {od}", file=sys.stderr)
-    return 0
+        _save(res.images, dsts[f], args.overwrite)
+        removed.append(bool(res.removed[0]))
+
+    failed = _each(files, "strip", args, work)
+    return _summary(f"stripped {sum(removed)}/{len(files)} image(s)", failed, len(files), od)
