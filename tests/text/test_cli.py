@@ -56,7 +56,7 @@ def test_detect_bad_inputs(tmp_path, capsys, key_file, content, match):
     f = tmp_path / "bad.txt"
     f.write_bytes(content.encode() if isinstance(content, str) else content)
     rc, _, err = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file)])
-    assert rc == 2 and match in err and len(err.strip().splitlines()) == 1 and str(f) in err
+    assert rc == 1 and match in err and len(err.strip().splitlines()) == 1 and str(f) in err
 
 
 def test_bad_key_file_and_missing_file(tmp_path, capsys, key_file):
@@ -65,16 +65,28 @@ def test_bad_key_file_and_missing_file(tmp_path, capsys, key_file):
     rc, _, err = _run(capsys, ["text", "detect", str(key_file), "--key-file", str(bad)])
     assert rc == 2 and "hex" in err
     rc, _, err = _run(capsys, ["text", "detect", str(tmp_path / "nope.txt"), "--key-file", str(key_file)])
-    assert rc == 2 and "no such file" in err
+    assert rc == 1 and "no such file" in err
 
 
 def test_wrong_vocab_size_is_reported(tmp_path, capsys, key_file):
     f = tmp_path / "t.txt"
     f.write_text("some ordinary words to tokenize " * 10)
     rc, _, err = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file), "--vocab-size", "10"])
-    assert rc == 2 and "out of range for vocab_size 10" in err
+    assert rc == 1 and "out of range for vocab_size 10" in err
 
 
 def test_key_is_required(capsys):
     with pytest.raises(SystemExit):
         main(["text", "detect", "x.txt"])
+
+
+def test_detect_goes_on_past_bad_files(tmp_path, capsys, key_file):
+    good = tmp_path / "a.txt"
+    good.write_text("some ordinary words to tokenize " * 10)
+    (tmp_path / "empty.txt").write_text("")
+    files = [str(good), str(tmp_path / "empty.txt"), str(tmp_path / "missing.txt"), str(good)]
+    rc, out, err = _run(capsys, ["text", "detect", *files, "--key-file", str(key_file), "--json"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and [("error" in r) for r in rows] == [False, True, True, False]
+    assert rows[0]["p_value"] == rows[3]["p_value"] and "empty" in rows[1]["error"] and "no such file" in rows[2]["error"]
+    assert err.strip().splitlines()[-1] == "2 of 4 file(s) failed"

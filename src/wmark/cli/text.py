@@ -115,20 +115,30 @@ def _tokenizer(args: argparse.Namespace):
 
 
 def _detect(args: argparse.Namespace) -> int:
+    """Score every file; a file that cannot be read or scored is one line on stderr (a JSON row with
+    ``error`` under ``--json``) and the others are still scored. Exit status 1 if any failed."""
     tok = _tokenizer(args)
     scheme = _scheme(args, args.vocab_size or tok.vocab_size)
+    failed = 0
     for path in args.files:
-        text = _read(path)
         try:
+            text = _read(path)
             r = scheme.detect(tok.encode(text), alpha=args.alpha, dedup=not args.no_dedup,
                               ignore_prefix=args.ignore_prefix, windowed=args.windowed, min_window=args.min_window)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+        except (ValueError, OSError) as exc:
+            failed += 1
+            msg = str(exc) if str(exc).startswith(f"{path}:") else f"{path}: {exc}"
+            print(f"wmark: error: {msg}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"path": path, "error": msg}), flush=True)
+            continue
         if args.json:
-            print(json.dumps({"path": path, **r.to_json()}))
+            print(json.dumps({"path": path, **r.to_json()}), flush=True)
         else:
             w = (f", best window [{r.window.start}, {r.window.end}) p={r.window.p_value_corrected:.3g} (corrected)"
                  if r.window else "")
             print(f"{path}: {'MARKED' if r.detected else 'not detected'} (p={r.p_value:.3g}, z={r.z_score:.2f}, "
-                  f"{r.num_scored} tokens scored{w})")
-    return 0
+                  f"{r.num_scored} tokens scored{w})", flush=True)
+    if failed and len(args.files) > 1:
+        print(f"{failed} of {len(args.files)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
