@@ -90,3 +90,12 @@ def test_detect_goes_on_past_bad_files(tmp_path, capsys, key_file):
     assert rc == 1 and [("error" in r) for r in rows] == [False, True, True, False]
     assert rows[0]["p_value"] == rows[3]["p_value"] and "empty" in rows[1]["error"] and "no such file" in rows[2]["error"]
     assert err.strip().splitlines()[-1] == "2 of 4 file(s) failed"
+
+
+@pytest.mark.parametrize("bad", ["2", "0", "-0.1", "1", "x"])
+def test_alpha_must_be_a_level(tmp_path, capsys, bad):
+    for argv in (["text", "detect", "x.txt", "--demo-key", "--alpha", bad],
+                 ["detect", "x.png", "--key-file", "k", "--alpha", bad]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "--alpha" in capsys.readouterr().err

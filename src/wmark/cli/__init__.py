@@ -30,6 +30,17 @@ class CliError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
 
 
+def alpha(text: str) -> float:
+    """argparse type of a significance level: a number strictly between 0 and 1."""
+    try:
+        a = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < a < 1.0:
+        raise argparse.ArgumentTypeError(f"a significance level must be in (0, 1), got {text}")
+    return a
+
+
 def build_parser() -> argparse.ArgumentParser:
     from wmark import __version__
 

@@ -9,6 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from wmark.cli import alpha
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="mark images with the neural image watermark")
@@ -25,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    p.add_argument("--alpha", type=float, default=1e-3, help="significance level for 'detected'")
+    p.add_argument("--alpha", type=alpha, default=1e-3, help="significance level for 'detected'")
     p.add_argument("--payload", default=None, metavar="HEX",
                    help="test for this one known payload (exact binomial p-value) instead of any payload")
     p.add_argument("--model", default="default")

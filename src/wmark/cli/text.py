@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from wmark.cli import alpha
+
 
 def _add_scheme_args(p: argparse.ArgumentParser) -> None:
     k = p.add_mutually_exclusive_group(required=True)
@@ -39,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--tokenizer", default=None, help="a tokenizer.json (default: the built-in LM's)")
     d.add_argument("--vocab-size", type=int, default=None, help="vocabulary size used at generation "
                    "(default: the tokenizer's)")
-    d.add_argument("--alpha", type=float, default=1e-3, help="significance level for 'detected'")
+    d.add_argument("--alpha", type=alpha, default=1e-3, help="significance level for 'detected'")
     d.add_argument("--no-dedup", action="store_true", help="score repeated n-grams too")
     d.add_argument("--ignore-prefix", type=int, default=0, help="do not score the first N tokens")
     d.add_argument("--windowed", action="store_true", help="also search windows for a marked span")
