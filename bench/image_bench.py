@@ -216,7 +216,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-wmark", action="store_true", help="baselines only")
     ap.add_argument("--baseline-n", type=int, default=None, help="images for the baselines (default --n)")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     try:
         out = OUTPUT.prepare(args)

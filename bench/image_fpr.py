@@ -32,7 +32,6 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-search", action="store_true", help="identity hypothesis only (faster)")
     ap.add_argument("--keys", default="demo,random")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     try:
         out = OUTPUT.prepare(args)

@@ -60,7 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-warps", type=int, default=None)
     p.add_argument("--peak-gbps", type=float, default=None, help="override the peak DRAM bandwidth")
     p.add_argument("--smoke", action="store_true", help="without CUDA: interpreter check on a tiny shape")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     a = p.parse_args(argv)
     for d in a.dtypes:
         if d not in DTYPES:

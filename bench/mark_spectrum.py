@@ -49,7 +49,7 @@ def spectrum(n_messages: int = 256, seed: int = 0) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    OUTPUT.add_arguments(ap)
+    OUTPUT.add_arguments(ap, progress=False)
     ap.add_argument("--n", type=int, default=256, help="random messages averaged")
     args = ap.parse_args(argv)
     if args.n < 1:

@@ -88,7 +88,6 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="training photos (default: the shared data's train/; never Kodak)")
     ap.add_argument("--n", type=int, default=48, help="photos (every 7th of the folder)")
     OUTPUT.add_arguments(ap)
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")

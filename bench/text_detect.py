@@ -28,7 +28,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     OUTPUT.add_arguments(ap)
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     try:
         out = OUTPUT.prepare(args)

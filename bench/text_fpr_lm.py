@@ -149,7 +149,6 @@ def main(argv=None) -> int:
                     help="also score the same texts under this many other keys (pooled FPR, per-key z mean)")
     ap.add_argument("--threads", type=int, default=1)
     OUTPUT.add_arguments(ap)
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     try:
         out = OUTPUT.prepare(args)

@@ -32,7 +32,6 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="B=32 only, V=50257 only, no HF selfhash")
     OUTPUT.add_arguments(ap)
     ap.add_argument("--no-hf", action="store_true")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     args = ap.parse_args(argv)
     try:
         out = OUTPUT.prepare(args)

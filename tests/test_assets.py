@@ -93,7 +93,7 @@ def test_luma_closed_form():
 
 
 def test_set_threads_pins_and_restores():
-    from wmark._threads import set_threads
+    from wmark.runtime.threads import set_threads
 
     before = torch.get_num_threads()
     restore = set_threads(1)

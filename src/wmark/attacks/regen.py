@@ -116,7 +116,7 @@ def train_autoencoder(out: str, steps: int = 3000, batch: int = 16, crop: int = 
     model = TinyAE().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
-    from wmark._progress import progress as progress_bar
+    from wmark.runtime.progress import progress as progress_bar
 
     t0, step = time.time(), 0
     bar = progress_bar(steps, "train regen_ae", progress, unit="step")

@@ -99,8 +99,9 @@ class Output:
     suffixes: tuple[str, ...] = ()
     what: str = "output folder"
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add ``--out``, ``--overwrite`` (and ``--update-results``) to ``parser``."""
+    def add_arguments(self, parser: argparse.ArgumentParser, progress: bool = True) -> None:
+        """Add ``--out``, ``--overwrite`` (and ``--update-results``) to ``parser``, and ``--no-progress``
+        where the run shows a progress bar."""
         kind = "replaced only with --overwrite" if self.file else "must be empty unless --overwrite"
         default = f"default {self.default}" if self.default else "default: none, nothing is written"
         parser.add_argument("--out", default=None, metavar="PATH", help=f"{self.what} ({default}); {kind}")
@@ -111,6 +112,8 @@ class Output:
             parser.add_argument("--update-results", action="store_true",
                                 help=f"write the committed results, bench/results/{self.results} "
                                      "(replaces them: implies --overwrite; not with --out)")
+        if progress:
+            parser.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
 
     def path(self, args: argparse.Namespace) -> tuple[Path | None, bool]:
         """(output path, overwrite allowed) from parsed ``args``, unchecked (None: no output)."""

@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from wmark._progress import progress  # noqa: F401  (the benchmarks' bar, re-exported)
+from wmark.runtime.progress import progress  # noqa: F401  (the benchmarks' bar, re-exported)
 from wmark.assets import write_atomic
 
 

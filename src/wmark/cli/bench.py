@@ -52,7 +52,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--jobs", type=int, default=1,
                    help="worker processes, one thread each (e.g. 2 on 2 cores); results do not depend on it")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     r.add_argument("--weights", default=None, metavar="FILE",
                    help="image weights file for wmark, e.g. DIR/default.pt from `wmark train image` "
                         "(default: the shipped weights)")
@@ -72,7 +71,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Clopper-Pearson intervals")
     t.add_argument("--quick", action="store_true", help="8 texts of 100 tokens, rates 0,0.3, 3 attacks")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--no-progress", action="store_true", help="no progress bar (stderr, with ETA)")
     t.set_defaults(func=_text_robustness)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 

@@ -65,7 +65,7 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 
 
 def _progress(items, desc: str, enabled: bool = True):
-    from wmark._progress import progress
+    from wmark.runtime.progress import progress
 
     return progress(len(items), desc, enabled and len(items) >= 4, unit="img", iterable=items)
 

@@ -157,7 +157,7 @@ def null_bias(model, images, gen, n: int = 512, batch: int = 16, crop: int = 192
 def train(out: str, *args, threads: int | None = DEFAULT_THREADS, **kwargs) -> Path:
     """Train (or resume) and write ``out/default.pt``, ``default.sha256`` and ``card.json``, with torch
     at ``threads`` CPU threads (given back afterwards); the arguments are those of :func:`_train`."""
-    from wmark._threads import set_threads
+    from wmark.runtime.threads import set_threads
 
     restore = set_threads(threads)
     try:
@@ -180,7 +180,7 @@ def _train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAU
     import torch.nn.functional as F
 
     from wmark.assets import sha256_bytes, write_atomic, write_weights
-    from wmark._progress import progress as progress_bar
+    from wmark.runtime.progress import progress as progress_bar
 
     stages = tuple(stages) if stages is not None else stages_for(recipe, steps)
     if any(stop < 1 or sched < 1 for sched, stop in stages) or [s for _, s in stages] != sorted(s for _, s in stages):
@@ -214,7 +214,7 @@ def _train(out: str, seed: int = 0, steps: int | None = None, batch: int = DEFAU
     step, t_used, first_losses = 0, 0.0, []
     ck = outp / "ckpt.pt"
     if ck.is_file():
-        state = torch.load(ck, map_location=dev, weights_only=False)
+        state = torch.load(ck, map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"])

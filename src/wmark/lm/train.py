@@ -263,7 +263,7 @@ def train_lm(
     start_step, elapsed = 0, 0.0
     ck_file = ck_dir / "state.pt"
     if resume and ck_file.is_file():
-        st = torch.load(ck_file, map_location="cpu", weights_only=False)
+        st = torch.load(ck_file, map_location="cpu", weights_only=True)
         if st["hparams"] == hparams and st["tokenizer"] == tok.to_str():
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
@@ -288,7 +288,7 @@ def train_lm(
     t0 = time.perf_counter() - elapsed
     step = start_step
     loss_ema = None
-    from wmark._progress import progress as progress_bar
+    from wmark.runtime.progress import progress as progress_bar
 
     bar = progress_bar(steps, "train lm", progress, unit="step", initial=step)
     while step < steps:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from wmark._threads import set_threads
+from wmark.runtime.threads import set_threads
 from wmark.assets import write_atomic
 from wmark.loop.config import LoopConfig
 from wmark.loop.models.base import Samples, concat, put, size, take
@@ -368,7 +368,7 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
             res[arm.name] = m
         return res
 
-    from wmark._progress import progress as progress_bar
+    from wmark.runtime.progress import progress as progress_bar
 
     bar = progress_bar(cfg.generations + 1, f"loop {cfg.name}", progress, unit="gen",
                        iterable=range(start, cfg.generations + 1), initial=start)
