@@ -125,3 +125,38 @@ def test_write_atomic_without_overwrite_refuses_files_and_links(tmp_path):
         assets.write_atomic(tmp_path / "dangling.png", b"x", overwrite=False)
     assert not (tmp_path / "nowhere").exists()
     assert sorted(q.name for q in tmp_path.iterdir() if q.name.startswith(".")) == []
+
+
+def test_folder_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    d = tmp_path / "out"
+    with assets.folder_lock(d, "embed"):
+        info = json.loads((d / assets.LOCK_NAME).read_text())
+        assert info["pid"] == os.getpid() and info["command"] == "embed"
+        with pytest.raises(assets.FolderLockedError, match=f"pid {os.getpid()}"):
+            with assets.folder_lock(d, "strip"):
+                pass
+        assert (d / assets.LOCK_NAME).exists()  # the refused run leaves the holder's lock alone
+    assert not (d / assets.LOCK_NAME).exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (d / assets.LOCK_NAME).write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    (d / ".kodim01.png.x1y2.tmp").write_bytes(b"half a png")
+    (d / "kept.png").write_bytes(b"a result")
+    with assets.folder_lock(d, "embed"):
+        assert not (d / ".kodim01.png.x1y2.tmp").exists() and (d / "kept.png").exists()
+    assert not (d / assets.LOCK_NAME).exists()
+
+
+def test_folder_lock_does_not_follow_a_planted_link(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("outside")
+    (d / assets.LOCK_NAME).symlink_to(victim)
+    with assets.folder_lock(d, "embed"):  # an unreadable (non-JSON) lock is stale: replaced, not written through
+        pass
+    assert victim.read_text() == "outside"

@@ -5,12 +5,13 @@ Standard library only at import; nothing here touches torch unless given a tenso
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -144,6 +145,96 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, mode: int | No
             os.unlink(tmp)
         raise
     return p
+
+
+class FolderLockedError(FileExistsError):
+    """Another live wmark process holds the output folder."""
+
+
+LOCK_NAME = ".wmark.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def _read_lock(path: Path) -> dict:
+    import json
+
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _stale(info: dict) -> bool:
+    """A lock whose process is gone: same host and a pid that no longer runs (or an unreadable lock
+    left by a write that was cut short)."""
+    import socket
+
+    pid = info.get("pid")
+    if not isinstance(pid, int):
+        return True
+    return info.get("host") == socket.gethostname() and not _pid_alive(pid)
+
+
+def sweep_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``.NAME.XXXX.tmp`` files that :func:`write_atomic` leaves behind when a process is
+    killed mid-write; only safe while holding the folder's lock. Returns what was removed."""
+    removed = []
+    for p in Path(folder).glob(".*.tmp"):
+        if p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], command: str) -> Iterator[Path]:
+    """Hold ``folder`` for one writing run: creates ``folder/.wmark.lock`` (O_EXCL; JSON with pid,
+    host, command, start time), sweeps temp files of interrupted writes, and removes the lock on exit.
+
+    :class:`FolderLockedError` (one line: folder, command, pid) where a live process holds it; a
+    lock left by a dead process on this host is taken over."""
+    import json
+    import socket
+    import time
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    lock = d / LOCK_NAME
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except FileExistsError:
+            held = _read_lock(lock)
+            if not _stale(held):
+                raise FolderLockedError(
+                    f"{d} is in use by 'wmark {held.get('command', '?')}' (pid {held.get('pid')} on "
+                    f"{held.get('host', '?')}, since {held.get('started', '?')}); wait for it, or delete "
+                    f"{lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)  # the holder is dead: take over
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(info) + "\n")
+        break
+    else:  # pragma: no cover - three racers in a row
+        raise FolderLockedError(f"{d}: could not take {lock} (another run keeps taking it)")
+    try:
+        sweep_temp_files(d)
+        yield d
+    finally:
+        if _read_lock(lock).get("pid") == os.getpid():
+            lock.unlink(missing_ok=True)
 
 
 # -- the shared data folder -----------------------------------------------------------------------------

@@ -52,20 +52,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings from the library as one line on stderr (``warnings.showwarning`` signature)."""
+    print(f"wmark: warning: {message}", file=sys.stderr, flush=True)
+
+
+#: exceptions that mean the request cannot be done as asked (exit 2); anything else is a runtime
+#: failure (exit 1)
+USAGE_ERRORS: tuple[type[BaseException], ...] = (CliError, ValueError, FileNotFoundError, FileExistsError,
+                                                 IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every error is one line on stderr: exit 2 for a request that cannot be done
+    as given (bad arguments or input, an existing output, a held folder), 1 for a failure while
+    running (I/O, memory, a corrupt file the run depends on). ``WMARK_DEBUG=1`` shows the traceback."""
+    import os
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 0 if args.command is None else 2
-    try:
-        rc = func(args)
-    except (CliError, ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as exc:
-        print(f"wmark: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    debug = os.environ.get("WMARK_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_line
+        try:
+            rc = func(args)
+        except KeyboardInterrupt:
+            print("wmark: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            if debug:
+                raise
+            usage = isinstance(exc, USAGE_ERRORS)
+            text = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if not usage and not isinstance(exc, OSError):
+                text = f"{type(exc).__name__}: {text} (WMARK_DEBUG=1 shows the traceback)"
+            print(f"wmark: error: {text}", file=sys.stderr)
+            return 2 if usage else 1
     return int(rc or 0)
 
 

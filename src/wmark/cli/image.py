@@ -90,17 +90,6 @@ def _prepare_out(outdir: str, files: list[Path]) -> Path:
     return od
 
 
-def _save(img, dst: Path, overwrite: bool) -> None:
-    """``img`` (PIL) as PNG at ``dst``, atomically; an existing file is kept unless ``overwrite``."""
-    import io
-
-    from wmark.assets import write_atomic
-
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    write_atomic(dst, buf.getvalue(), overwrite=overwrite)
-
-
 def _each(files: list[Path], desc: str, args: argparse.Namespace, work) -> int:
     """``work(f)`` for every file; a file that fails (bad image, existing output, I/O error) is one
     line on stderr (and a JSON row with ``error`` under ``--json``) and the batch goes on. Returns the
@@ -128,36 +117,85 @@ def _summary(done: str, failed: int, total: int, od: Path | None) -> int:
 
 
 def _session(args: argparse.Namespace, writes: bool):
-    """(key, input files, output folder or None, model) for one command; the output folder is
-    prepared (never overwriting an input) when the command ``writes``."""
-    from wmark.image.model import load
+    """(key, input files, output folder or None) for one command; the output folder is prepared
+    (never overwriting an input) when the command ``writes``."""
     from wmark.keys import Key
 
     key = Key.from_file(args.key_file)
     files = expand_inputs(args.inputs)
     od = _prepare_out(args.out, files) if writes else None
-    return key, files, od, load(args.model)
+    return key, files, od
+
+
+def _write_all(args: argparse.Namespace, command: str, key, files: list[Path], od: Path, make) -> int:
+    """The writing commands' loop: holds ``od`` (one run at a time), skips outputs that a previous
+    run with the same input, key and settings finished (the manifest), writes each new PNG
+    atomically, records it, and goes on past bad files.
+    ``make(model, image) -> (PIL image, note or None)``."""
+    from wmark.assets import folder_lock, sha256_bytes, sha256_file
+    from wmark.image import io as imio
+    from wmark.image.model import load
+    from wmark.runtime.manifest import Manifest
+
+    used: set[Path] = set()
+    dsts = {f: _out_path(f, od, used) for f in files}
+    params = {"command": command, "key": key.fingerprint, "payload": args.payload, "model": args.model}
+    counts = {"done": 0, "skipped": 0}
+    with folder_lock(od, command):
+        manifest = Manifest(od, params)
+        model = load(args.model)
+
+        def work(f: Path) -> None:
+            dst = dsts[f]
+            src_digest = sha256_file(f)
+            if not args.overwrite and manifest.complete(dst, src_digest):
+                counts["skipped"] += 1
+                return
+            img, note = make(model, imio.load(f))
+            if note:
+                print(f"{f}: {note}", file=sys.stderr)
+            blob = _png(img)
+            _write(blob, dst, args.overwrite)
+            manifest.record(dst, f, src_digest, sha256_bytes(blob))
+            counts["done"] += 1
+
+        failed = _each(files, command, args, work)
+    skipped = f", {counts['skipped']} already done" if counts["skipped"] else ""
+    verb = {"embed": "marked", "strip": "stripped"}[command]
+    return _summary(f"{verb} {counts['done']}/{len(files)} image(s){skipped}", failed, len(files), od)
+
+
+def _png(img) -> bytes:
+    """A PIL image as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write(blob: bytes, dst: Path, overwrite: bool) -> None:
+    """PNG bytes at ``dst``, atomically; an existing file is kept unless ``overwrite``."""
+    from wmark.assets import write_atomic
+
+    write_atomic(dst, blob, overwrite=overwrite)
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from wmark.image import io as imio
+    key, files, od = _session(args, writes=True)
 
-    key, files, od, model = _session(args, writes=True)
-    used: set[Path] = set()
-    dsts = {f: _out_path(f, od, used) for f in files}
+    def make(model, img):
+        return model.embed(img, key, args.payload).images, None
 
-    def work(f: Path) -> None:
-        res = model.embed(imio.load(f), key, args.payload)
-        _save(res.images, dsts[f], args.overwrite)
-
-    failed = _each(files, "embed", args, work)
-    return _summary(f"marked {len(files) - failed}/{len(files)} image(s)", failed, len(files), od)
+    return _write_all(args, "embed", key, files, od, make)
 
 
 def _detect(args: argparse.Namespace) -> int:
     from wmark.image import io as imio
+    from wmark.image.model import load
 
-    key, files, _, model = _session(args, writes=False)
+    key, files, _ = _session(args, writes=False)
+    model = load(args.model)
 
     def work(f: Path) -> None:
         d = model.detect(imio.load(f), key, payload=args.payload, alpha=args.alpha)
@@ -172,19 +210,10 @@ def _detect(args: argparse.Namespace) -> int:
 
 
 def _strip(args: argparse.Namespace) -> int:
-    from wmark.image import io as imio
+    key, files, od = _session(args, writes=True)
 
-    key, files, od, model = _session(args, writes=True)
-    used: set[Path] = set()
-    dsts = {f: _out_path(f, od, used) for f in files}
-    removed = []
+    def make(model, img):
+        res = model.strip(img, key, args.payload)
+        return res.images, (None if res.removed[0] else "no mark found under this key; copied unchanged")
 
-    def work(f: Path) -> None:
-        res = model.strip(imio.load(f), key, args.payload)
-        if not res.removed[0]:
-            print(f"{f}: no mark found under this key; copied unchanged", file=sys.stderr)
-        _save(res.images, dsts[f], args.overwrite)
-        removed.append(bool(res.removed[0]))
-
-    failed = _each(files, "strip", args, work)
-    return _summary(f"stripped {sum(removed)}/{len(files)} image(s)", failed, len(files), od)
+    return _write_all(args, "strip", key, files, od, make)

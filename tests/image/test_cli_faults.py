@@ -1,0 +1,137 @@
+"""Faults of the writing image commands: kill -9 mid-run, re-runs that continue, concurrent runs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from wmark.cli import main
+
+KEY_LINE = "passphrase:wmark public demo key - do not use in production\n"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    src = tmp_path / "in"
+    src.mkdir()
+    base = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    for i in range(16):
+        small = np.roll(base, i, axis=0)
+        Image.fromarray(small).resize((192, 160), Image.BICUBIC).save(src / f"im{i:02d}.png")
+    key = tmp_path / "k.key"
+    key.write_text(KEY_LINE)
+    return tmp_path, src, key
+
+
+def _cmd(command: str, src, out, key) -> list[str]:
+    return [sys.executable, "-m", "wmark.cli", command, str(src), "-o", str(out), "--key-file", str(key),
+            "--no-progress"]
+
+
+def _decodes(path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+        return True
+    except Exception:
+        return False
+
+
+def _pngs(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
+
+
+def test_rerun_skips_finished_outputs_and_redoes_changed_ones(folder, capsys):
+    tmp, src, key = folder
+    out = tmp / "m"
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 0
+    first = _pngs(out)
+    capsys.readouterr()
+    (out / "im03.png").unlink()
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 0
+    assert "marked 1/16 image(s), 15 already done" in capsys.readouterr().err
+    assert _pngs(out) == first
+    # a finished output edited by hand is not finished work: refused (exists), not silently kept
+    (out / "im05.png").write_bytes(b"edited")
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "im05.png" in err and "--overwrite" in err
+    # another payload is another job: nothing counts as done
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress",
+                 "--payload", "0102030405ff"]) == 1
+    assert "16 of 16 failed" in capsys.readouterr().err
+
+
+def test_a_held_folder_is_refused(folder, capsys):
+    tmp, src, key = folder
+    out = tmp / "m"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".wmark.lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
+                                                     "command": "embed", "started": "now"}))
+        assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 2
+        err = [e for e in capsys.readouterr().err.splitlines() if not e.startswith("wmark: warning:")]
+        assert len(err) == 1 and f"pid {holder.pid}" in err[0] and str(out) in err[0]
+        assert not list(out.glob("*.png"))
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next run takes the folder
+    assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 0
+    assert len(list(out.glob("*.png"))) == 16 and not (out / ".wmark.lock").exists()
+
+
+def test_two_concurrent_runs_never_mix(folder):
+    tmp, src, key = folder
+    out = tmp / "m"
+    a = subprocess.Popen(_cmd("embed", src, out, key), stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(_cmd("embed", src, out, key) + ["--payload", "0102030405ff"], stderr=subprocess.PIPE,
+                         text=True)
+    (ra, ea), (rb, eb) = (a.wait(), a.stderr.read()), (b.wait(), b.stderr.read())
+    # the loser is refused at the lock (2), or, where the winner finished first, at every existing file (1)
+    assert sorted((ra, rb)) in ([0, 1], [0, 2]), (ea, eb)
+    if 2 in (ra, rb):
+        assert "is in use by 'wmark embed'" in (ea if ra else eb)
+    rows = [json.loads(line) for line in (out / ".wmark-manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and len({json.dumps(r["params"]) for r in rows}) == 1
+    assert all(_decodes(p) for p in out.glob("*.png"))
+
+
+@pytest.mark.parametrize("command", ["embed", "strip"])
+def test_kill_9_leaves_only_complete_files_and_the_rerun_finishes(folder, command):
+    tmp, src, key = folder
+    if command == "strip":  # strip marked images
+        assert main(["embed", str(src), "-o", str(tmp / "marked"), "--key-file", str(key), "--no-progress"]) == 0
+        src = tmp / "marked"
+    ref = tmp / "ref"
+    t0 = time.monotonic()
+    subprocess.run(_cmd(command, src, ref, key), check=True, capture_output=True)
+    span = time.monotonic() - t0
+    expected = _pngs(ref)
+    rng = np.random.default_rng(1)
+    for trial in range(3):
+        out = tmp / f"out{trial}"
+        proc = subprocess.Popen(_cmd(command, src, out, key), stderr=subprocess.DEVNULL)
+        time.sleep(float(rng.uniform(0.4, 1.0)) * span)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if out.exists():
+            assert all(_decodes(p) for p in out.glob("*.png"))
+            got = _pngs(out)
+            assert all(got[n] == expected[n] for n in got)  # whatever is there is whole and right
+        done = subprocess.run(_cmd(command, src, out, key), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert _pngs(out) == expected
+        assert not list(out.glob(".*.tmp")) and not (out / ".wmark.lock").exists()
