@@ -108,18 +108,22 @@ def _apply(args: argparse.Namespace) -> int:
         if os.path.lexists(t) and not args.overwrite:
             raise ValueError(f"{t}: exists (pass --overwrite to replace it)")
         targets.append(t)
-    out.mkdir(parents=True, exist_ok=True)
+    from wmark.assets import folder_lock
+
     gen = torch.Generator().manual_seed(args.seed)
-    for x, t in zip(images, targets):
-        _write(spec(x, s, gen), t, args.overwrite)
-        print(t)
+    with folder_lock(out, "attack apply"):
+        for x, t in zip(images, targets):
+            _write(spec(x, s, gen), t, args.overwrite)
+            print(t)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from wmark.assets import folder_lock
     from wmark.attacks.regen import train_autoencoder
 
-    train_autoencoder(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
-                      seed=args.seed, minutes=args.minutes, data=args.data, device=args.device,
-                      progress=not args.no_progress)
+    with folder_lock(args.out, "attack train-regen"):
+        train_autoencoder(out=args.out, steps=args.steps, batch=args.batch, crop=args.crop, lr=args.lr,
+                          seed=args.seed, minutes=args.minutes, data=args.data, device=args.device,
+                          progress=not args.no_progress)
     return 0

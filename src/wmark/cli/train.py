@@ -40,14 +40,16 @@ def _lm_parser(tsub: argparse._SubParsersAction) -> None:
 
 
 def _train_lm(args: argparse.Namespace) -> int:
+    from wmark.assets import folder_lock
     from wmark.lm.train import train_lm
 
-    res = train_lm(
-        out=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
-        seq_len=args.seq_len, lr=args.lr, vocab_size=args.vocab_size, d_model=args.d_model,
-        n_layer=args.n_layer, n_head=args.n_head, context=args.context, data=args.data,
-        resume=not args.no_resume, threads=args.threads, command=_command_line(), progress=not args.no_progress,
-    )
+    with folder_lock(args.out, "train lm"):
+        res = train_lm(
+            out=args.out, seed=args.seed, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
+            seq_len=args.seq_len, lr=args.lr, vocab_size=args.vocab_size, d_model=args.d_model,
+            n_layer=args.n_layer, n_head=args.n_head, context=args.context, data=args.data,
+            resume=not args.no_resume, threads=args.threads, command=_command_line(), progress=not args.no_progress,
+        )
     print(f"wrote {res.out_dir}: {res.steps_done}/{res.steps} steps, val ppl {res.val_ppl:.2f}, "
           f"{res.train_seconds / 60:.1f} min")
     return 0
@@ -83,12 +85,14 @@ def _image_parser(tsub: argparse._SubParsersAction) -> None:
 
 
 def _train_image(args: argparse.Namespace) -> int:
+    from wmark.assets import folder_lock
     from wmark.image.train import train
 
-    train(out=args.out, seed=args.seed, recipe=args.recipe, steps=args.steps, batch=args.batch, crop=args.crop,
-          lr=args.lr, minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every, threads=args.threads,
-          device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy,
-          progress=not args.no_progress)
+    with folder_lock(args.out, "train image"):
+        train(out=args.out, seed=args.seed, recipe=args.recipe, steps=args.steps, batch=args.batch,
+              crop=args.crop, lr=args.lr, minutes=args.minutes, data=args.data, ckpt_every=args.ckpt_every,
+              threads=args.threads, device=args.device, finetune_decoder=args.finetune_decoder, heavy=args.heavy,
+              progress=not args.no_progress)
     return 0
 
 
@@ -103,6 +107,7 @@ def _classifier_parser(tsub: argparse._SubParsersAction) -> None:
 def _train_classifier(args: argparse.Namespace) -> int:
     import torch
 
+    from wmark.assets import folder_lock
     from wmark.loop.image_metrics import CLASSIFIER_NAME, save_classifier, train_classifier
     from wmark.loop.mnist import EVAL_RANGE, TRAIN_RANGE, load_mnist
 
@@ -111,6 +116,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
     net = train_classifier(x[a:b], y[a:b], epochs=args.epochs, seed=args.seed)
     with torch.no_grad():
         acc = float((net(x[c:d]).argmax(1).numpy() == y[c:d]).mean())
-    digest = save_classifier(net, args.out)
+    with folder_lock(args.out, "train classifier"):
+        digest = save_classifier(net, args.out)
     print(f"held-out accuracy {acc:.4f} ({d - c} digits); wrote {args.out}/{CLASSIFIER_NAME}.pt sha256 {digest}")
     return 0
