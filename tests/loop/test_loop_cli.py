@@ -17,7 +17,7 @@ def test_round_trip_resume_and_refusal(tmp_path, capsys):
     args = ["loop", "--preset", "demo-gaussian", "--out", str(out), "--seeds", "2", "--generations", "3",
             "--no-progress"]
     assert main(args) == 0
-    for name in ("config.json", "generations.jsonl", "checkpoint.pkl", "report.md", "plots/w2.png"):
+    for name in ("config.json", "generations.jsonl", "checkpoint.pt", "report.md", "plots/w2.png"):
         assert (out / name).is_file(), name
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["seeds"] == 2 and cfg["generations"] == 3

@@ -11,7 +11,7 @@ from wmark.loop.engine import CHECKPOINT_FILE, RECORDS_FILE, generator, load_res
 
 
 def cfg(**kw) -> LoopConfig:
-    base = dict(family="gaussian", data={"d": 1}, n_real=30, n_syn=20, n_init=40, generations=4, seeds=2)
+    base = dict(family="gaussian", data={"d": 1}, n_real=30, n_syn=20, n_init=40, generations=4, seeds=2, key="demo")
     return LoopConfig.from_dict({**base, **kw})
 
 

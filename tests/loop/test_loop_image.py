@@ -2,7 +2,6 @@
 Frechet distance, precision / recall, spectra), the product's image marker, a tiny run end to end."""
 from __future__ import annotations
 
-import pickle
 
 import numpy as np
 import pytest
@@ -52,7 +51,7 @@ def test_mnist_loader(mnist_root):
     assert set(np.unique(y).tolist()) == set(range(10))
 
 
-def test_model_fit_sample_shapes_temperature_pickle(source):
+def test_model_fit_sample_shapes_temperature_checkpoint(source, checkpoint_round_trip):
     fam = get_family("image")
     assert fam.source_is_model is False
     data = source.sample(32, 1.0, rng(0))
@@ -67,7 +66,7 @@ def test_model_fit_sample_shapes_temperature_pickle(source):
     assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
     cold = fitted.sample(64, 0.05, rng(3))  # lower latent temperature -> less variance across samples
     assert float(cold.var(0).mean()) < float(out.var(0).mean())
-    clone = pickle.loads(pickle.dumps(fitted))
+    clone = checkpoint_round_trip(fitted)
     assert torch.equal(clone.sample(64, 1.0, rng(3)), out)
     with pytest.raises(ValueError, match="before fit"):
         model.sample(2, 1.0, rng(0))
@@ -176,7 +175,8 @@ def test_tiny_image_loop_end_to_end(tmp_path, mnist_root):
     cfg = LoopConfig.from_dict(dict(
         family="image", data={"size": 64, "root": mnist_root, "n_pool": 256},
         model={"steps_init": 4, "steps": 2, "batch_size": 16, "ch": 8}, n_real=24, generations=2, seeds=1,
-        arms=["none", "keep", "strip"], marker="image-wm", eval={"n_eval": 24, "n_mark": 12}, name="tiny-image"))
+        arms=["none", "keep", "strip"], marker="image-wm", eval={"n_eval": 24, "n_mark": 12}, name="tiny-image",
+        key="demo"))
     out = tmp_path / "run"
     r = run_loop(cfg, out, progress=False)
     assert (out / RECORDS_FILE).is_file() and (out / CHECKPOINT_FILE).is_file()
@@ -192,5 +192,14 @@ def test_tiny_image_loop_end_to_end(tmp_path, mnist_root):
         assert v[0] == v[1] == v[2]
     loaded = load_result(out)
     assert loaded.complete and len(loaded.records) == len(r.records)
+    part = tmp_path / "part"  # a resume from the checkpoint (VAE weights, image tensors) changes nothing
+
+    def stop(t):
+        if t == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(cfg, part, progress=False, on_generation=stop)
+    assert run_loop(None, part, resume=True, progress=False).records == r.records
     report = write_report(loaded, plots=False)
     assert "inherited" in report.read_text()

@@ -53,7 +53,7 @@ def test_policy_functions(key):
 def _run(**kw):
     base = dict(family="gaussian", data={"d": 2}, n_real=50, generations=8, seeds=24, seed=3,
                 arms=["none", "keep", "strip", "drop"], marker="toy-dither",
-                marker_params={"delta": 0.5, "width": 0.3})
+                marker_params={"delta": 0.5, "width": 0.3}, key="demo")
     return run_loop(LoopConfig.from_dict({**base, **kw}), progress=False)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
 import pytest
@@ -34,7 +33,7 @@ def rng(i: int = 0) -> np.random.Generator:
     return np.random.default_rng(i)
 
 
-def test_family_fit_sample_shapes_and_pickle(source):
+def test_family_fit_sample_shapes_and_checkpoint(source, checkpoint_round_trip):
     assert get_family("text").source_is_model is False
     real = source.sample(8, 1.0, rng(0))
     assert len(real) == 8 and all(s.ids.shape == (16,) and s.ids.dtype == torch.long for s in real)
@@ -45,7 +44,7 @@ def test_family_fit_sample_shapes_and_pickle(source):
     assert len(out) == 5 and all(s.ids.shape == (16,) and not s.marked for s in out)
     ids = torch.stack([s.ids for s in out])
     assert int(ids.min()) >= 0 and int(ids.max()) < fitted.vocab_size
-    clone = pickle.loads(pickle.dumps(fitted))  # checkpoints: weights survive, samples identical
+    clone = checkpoint_round_trip(fitted)  # weights survive, samples identical
     assert torch.equal(torch.stack([s.ids for s in clone.sample(5, 0.8, rng(2))]), ids)
     m = get_family("text").evaluate(fitted, source, real, rng(3), {"n_eval": 4})
     assert m["train_ess"] == 1.0
@@ -135,7 +134,7 @@ def _tiny(corpus, **kw) -> LoopConfig:
     base = dict(family="text", data={"length": 12, "n_val": 2, "corpus": corpus},
                 model={"steps": 2, "batch_size": 2, "seq_len": 16}, n_real=6, generations=2, seeds=1,
                 arms=["none", "keep", "strip", "drop"], marker="text-kgw",
-                marker_params={"delta": 3.0, "alpha": 0.05}, eval={"n_eval": 3, "n_mark": 3})
+                marker_params={"delta": 3.0, "alpha": 0.05}, eval={"n_eval": 3, "n_mark": 3}, key="demo")
     return LoopConfig.from_dict({**base, **kw})
 
 

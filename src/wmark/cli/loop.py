@@ -7,7 +7,9 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("loop", help="run the self-consuming training loop (presets, configs, resume)",
                        description="Run a self-consuming loop into a run folder: config.json, "
-                                   "generations.jsonl, checkpoint.pkl, report.md, plots/.")
+                                   "generations.jsonl, checkpoint.pt (tensors and plain data, never "
+                                   "pickle), key.hex (a marked run's fresh key, mode 0600, unless the "
+                                   "config names one), report.md, plots/. One run at a time per folder.")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", metavar="NAME", help="a named preset (see --list)")
     src.add_argument("--config", metavar="FILE", help="a JSON config (keys of LoopConfig; may name a 'preset')")
@@ -15,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list presets, model families and markers")
     p.add_argument("--seeds", type=int, metavar="N", help="override the number of seeds")
     p.add_argument("--generations", type=int, metavar="N", help="override the number of generations")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out from its checkpoint (identical results)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="write report.md without PNG plots")
     p.set_defaults(func=_run)

@@ -19,6 +19,8 @@ _LAZY = {
     "GenerationRecord": "wmark.loop.engine",
     "POLICIES": "wmark.loop.engine",
     "LOOPS": "wmark.loop.engine",
+    "load_checkpoint": "wmark.loop.engine",
+    "register_state_class": "wmark.loop.state",
     "generator": "wmark.loop.engine",
     "get_preset": "wmark.loop.presets",
     "preset_names": "wmark.loop.presets",

@@ -65,6 +65,11 @@ class LoopConfig:
     another count changes float reductions in the last bits, which a self-consuming loop amplifies
     (demo-text at 1 vs 2 threads: sampled tokens differ from generation 4, metrics within their
     error bars by generation 5).
+
+    ``key`` (used only with a ``marker``): None (default) draws a fresh random key for the run, kept
+    in the run folder as ``key.hex`` (mode 0600) so that a resume marks alike; ``"demo"`` is the
+    public demo key (reproducible examples and presets); anything else is a key file path. Only the
+    key's fingerprint is ever recorded.
     """
 
     family: str = "gaussian"
@@ -81,7 +86,7 @@ class LoopConfig:
     arms: tuple[ArmConfig, ...] = (ArmConfig("none"),)
     marker: str | None = None
     marker_params: Mapping[str, Any] = field(default_factory=dict)
-    key: str = "demo"
+    key: str | None = None
     seeds: int = 4
     seed: int = 0
     eval: Mapping[str, Any] = field(default_factory=dict)
@@ -116,6 +121,8 @@ class LoopConfig:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise ValueError(f"config 'threads' must be a positive integer or null, got {self.threads!r}")
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise ValueError(f"config 'key' must be null (a fresh key), \"demo\" or a key file path, got {self.key!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"config 'seed' must be a non-negative integer, got {self.seed!r}")
         if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not self.lam > 0:
@@ -158,10 +165,12 @@ class LoopConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LoopConfig":
-        """Validated config from a dict; unknown keys are an error."""
+        """Validated config from a dict; unknown keys are an error (``key_fingerprint`` is ignored)."""
         if not isinstance(d, Mapping):
             raise ValueError(f"a loop config must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
+        # a run folder's config.json records the key's fingerprint beside the config: not an input
+        d = {k: v for k, v in d.items() if k != "key_fingerprint"}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown config key(s): {', '.join(sorted(unknown))}")

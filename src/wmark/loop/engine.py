@@ -16,15 +16,23 @@ Markers that can only mark while sampling (text: the scheme is a logits processo
 ``sample_marked(model, n, lam, rng, key)``; marked arms then draw their synthetic samples through it
 (same random stream as ``model.sample``) and the policy's ``mark`` step receives marked samples.
 
-Run folder: ``config.json``, ``generations.jsonl`` (one line per generation and arm, each metric a
-list over seeds), ``checkpoint.pkl`` (state after the last finished generation; a killed run resumes
-from it with identical results). :func:`wmark.loop.report.write_report` adds ``report.md`` and plots.
+Run folder: ``config.json`` (the config plus ``key_fingerprint``), ``generations.jsonl`` (one line
+per generation and arm, each metric a list over seeds; appended and fsynced per generation),
+``checkpoint.pt`` (state after the last finished generation: tensors and plain data only, read with
+``torch.load(weights_only=True)``, see :mod:`wmark.loop.state`; a killed run resumes from it with
+identical results), ``key.hex`` (0600; only for the default fresh key of a marked run) and, while a
+run holds the folder, ``.wmark.lock``. :func:`wmark.loop.report.write_report` adds ``report.md`` and
+plots. A ``checkpoint.pkl`` (pickle, older wmark) is refused, never loaded.
+
+Key: ``config.key`` None (default) is a fresh random key per run, kept in the run folder's
+``key.hex`` so that a resume marks alike; ``"demo"`` (reproducible examples) or a key file path name
+one. Only its fingerprint is recorded.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,14 +40,17 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from wmark.runtime.threads import set_threads
-from wmark.assets import write_atomic
+from wmark.assets import LOCK_NAME, folder_lock, write_atomic
 from wmark.loop.config import LoopConfig
 from wmark.loop.models.base import Samples, concat, put, size, take
 
 CONFIG_FILE = "config.json"
 RECORDS_FILE = "generations.jsonl"
-CHECKPOINT_FILE = "checkpoint.pkl"
-_CKPT_FORMAT = 1
+CHECKPOINT_FILE = "checkpoint.pt"
+KEY_FILE = "key.hex"
+#: the pickle checkpoint of older versions: refused, never loaded
+LEGACY_CHECKPOINT_FILE = "checkpoint.pkl"
+_CKPT_FORMAT = 2
 
 #: independent random streams of one (replicate, generation); arms share them
 STREAMS: dict[str, int] = {"real": 0, "sample": 1, "mark": 2, "fit": 3, "eval": 4, "mark_eval": 5}
@@ -161,12 +172,14 @@ class GenerationRecord:
 
 @dataclass(frozen=True)
 class LoopResult:
-    """A run's config and records; ``complete`` once all generations ran."""
+    """A run's config and records; ``complete`` once all generations ran; ``key_fingerprint``: the
+    public fingerprint of the key that marked it (None without a marker)."""
 
     config: LoopConfig
     records: tuple[GenerationRecord, ...]
     out: Path | None = None
     complete: bool = True
+    key_fingerprint: str | None = None
 
     @property
     def arms(self) -> list[str]:
@@ -218,55 +231,159 @@ def _read_records(path: Path, upto: int) -> list[GenerationRecord]:
     return out
 
 
+def _append(path: Path, data: bytes) -> None:
+    """Append ``data`` with O_APPEND writes and fsync (a kill leaves at most a torn last line)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_config(d: Path) -> tuple[LoopConfig, str | None]:
+    """The config saved in run folder ``d`` and the key fingerprint recorded beside it."""
+    path = d / CONFIG_FILE
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({type(exc).__name__}); the run folder is damaged") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} does not hold a JSON object; the run folder is damaged")
+    fp = raw.pop("key_fingerprint", None)
+    return LoopConfig.from_dict(raw), fp if isinstance(fp, str) else None
+
+
+def _write_config(d: Path, cfg: LoopConfig, key_fingerprint: str | None) -> None:
+    write_atomic(d / CONFIG_FILE, json.dumps({**cfg.to_dict(), "key_fingerprint": key_fingerprint},
+                                             indent=2).encode())
+
+
 def load_result(run_dir: str | Path) -> LoopResult:
     """The result stored in a run folder (complete or not)."""
     d = Path(run_dir)
     if not (d / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"not a loop run folder (no {CONFIG_FILE}): {d}")
-    cfg = LoopConfig.from_dict(json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")))
+    cfg, fp = _read_config(d)
     recs = _read_records(d / RECORDS_FILE, cfg.generations)
     done = max((r.t for r in recs), default=-1) >= cfg.generations
-    return LoopResult(cfg, tuple(recs), d, done)
+    return LoopResult(cfg, tuple(recs), d, done, fp)
 
 
-def _prepare_folder(cfg: LoopConfig | None, out: Path, resume: bool) -> tuple[LoopConfig, dict | None]:
-    """Create or reopen a run folder; returns the config and the checkpoint (None: start afresh)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"run folder path is a file: {out}")
-    nonempty = out.is_dir() and any(out.iterdir())
+def save_checkpoint(path: Path, t: int, replicates: list[_Replicate]) -> None:
+    """Write the state after generation ``t`` atomically (tensors and plain data; see :mod:`wmark.loop.state`)."""
+    import torch
+
+    from wmark.loop.state import encode
+
+    buf = io.BytesIO()
+    torch.save({"format": _CKPT_FORMAT, "t": int(t), "replicates": encode(replicates)}, buf)
+    write_atomic(path, buf.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> tuple[int, list[_Replicate]]:
+    """``(t, replicates)`` from a checkpoint, read with ``torch.load(weights_only=True)``: no code runs.
+
+    ValueError (one line, naming the file) for a corrupt, truncated or foreign file."""
+    import torch
+
+    from wmark.loop.state import decode
+
+    p = Path(path)
+    try:
+        tree = torch.load(io.BytesIO(p.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as exc:  # weights_only refusal (UnpicklingError), torn zip (RuntimeError), EOF, ...
+        raise ValueError(f"cannot resume: checkpoint {p} is corrupt, truncated or holds objects other than "
+                         f"tensors and plain data ({type(exc).__name__}; not loaded); delete it to restart "
+                         "the run from generation 0") from None
+    try:
+        if not isinstance(tree, dict) or tree.get("format") != _CKPT_FORMAT:
+            raise ValueError("unknown checkpoint format")
+        t = tree.get("t")
+        if type(t) is not int or t < 0:
+            raise ValueError("no generation index")
+        reps = decode(tree.get("replicates"))
+        if not isinstance(reps, list) or not all(isinstance(r, _Replicate) for r in reps):
+            raise ValueError("no replicates")
+    except Exception as exc:  # untrusted content: any failure to rebuild the state is this one line
+        why = str(exc).splitlines()[0] if isinstance(exc, ValueError) and str(exc) else type(exc).__name__
+        raise ValueError(f"cannot resume: checkpoint {p} is not a wmark loop checkpoint ({why})") from None
+    return t, reps
+
+
+def _has_content(d: Path) -> bool:
+    """Whether folder ``d`` holds anything beyond a lock and temp files of interrupted writes."""
+    return d.is_dir() and any(p.name != LOCK_NAME and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+                              for p in d.iterdir())
+
+
+def _prepare_folder(cfg: LoopConfig | None, out: Path, resume: bool
+                    ) -> tuple[LoopConfig, tuple[int, list[_Replicate]] | None, str | None]:
+    """Reopen a run folder (held under its lock) or set it up; returns the config, the checkpoint
+    (None: start afresh) and the key fingerprint recorded in config.json (None: new folder)."""
+    nonempty = _has_content(out)
     if nonempty and not resume:
         raise ValueError(f"run folder {out} is not empty; pass --resume to continue it or choose another --out")
-    if nonempty:
-        cfile = out / CONFIG_FILE
-        if not cfile.is_file():
-            raise ValueError(f"cannot resume: {out} has no {CONFIG_FILE} (not a loop run folder)")
-        saved = LoopConfig.from_dict(json.loads(cfile.read_text(encoding="utf-8")))
+    if not nonempty:
         if cfg is None:
-            cfg = saved
-        else:
-            a, b = cfg.to_dict(), saved.to_dict()
-            if a.pop("generations") < b.pop("generations") or a != b:
-                raise ValueError(f"cannot resume: the config differs from the one saved in {cfile} "
-                                 "(only more generations are allowed)")
-            if cfg.generations != saved.generations:
-                write_atomic(cfile, json.dumps(cfg.to_dict(), indent=2).encode())
-        ckpt_path = out / CHECKPOINT_FILE
-        if ckpt_path.is_file():
-            with open(ckpt_path, "rb") as f:
-                ckpt = pickle.load(f)  # our own run folder: trusted
-            if ckpt.get("format") != _CKPT_FORMAT:
-                raise ValueError(f"cannot resume: unknown checkpoint format in {ckpt_path}")
-            return cfg, ckpt
-        return cfg, None
+            raise ValueError(f"nothing to resume in {out}: give a config or preset")
+        return cfg, None, None
+    if os.path.lexists(out / LEGACY_CHECKPOINT_FILE):
+        raise ValueError(f"{out / LEGACY_CHECKPOINT_FILE} is a pickle from an older wmark; pickles can run code "
+                         "and are not loaded — start a new run")
+    cfile = out / CONFIG_FILE
+    if not cfile.is_file():
+        raise ValueError(f"cannot resume: {out} has no {CONFIG_FILE} (not a loop run folder)")
+    saved, fp = _read_config(out)
     if cfg is None:
-        raise ValueError(f"nothing to resume in {out}: give a config or preset")
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
-    return cfg, None
+        cfg = saved
+    else:
+        a, b = cfg.to_dict(), saved.to_dict()
+        if a.pop("generations") < b.pop("generations") or a != b:
+            raise ValueError(f"cannot resume: the config differs from the one saved in {cfile} "
+                             "(only more generations are allowed)")
+        if cfg.generations != saved.generations:
+            _write_config(out, cfg, fp)
+    ckpt_path = out / CHECKPOINT_FILE
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path.is_file() else None
+    if ckpt is not None:
+        reps = ckpt[1]
+        arms = {a.name for a in cfg.arms}
+        if ckpt[0] > cfg.generations or len(reps) != cfg.seeds or any(set(r.models) != arms for r in reps):
+            raise ValueError(f"cannot resume: checkpoint {ckpt_path} does not match the generations, seeds "
+                             f"and arms of {cfile}")
+    return cfg, ckpt, fp
+
+
+def _folder_key(cfg: LoopConfig, out: Path, key: Any, recorded: str | None, started: bool) -> tuple[Any, bool]:
+    """The key of a marked run in folder ``out`` and whether it is new (to be saved as ``key.hex``).
+
+    ``key``: the config's key (None: the run's own, from ``key.hex`` or fresh while nothing has been
+    computed with one). ``started``: a checkpoint exists, so the key must be the one recorded."""
+    from wmark.keys import Key
+
+    path = out / KEY_FILE
+    new = False
+    if key is None:
+        if os.path.lexists(path):
+            key = Key.from_file(path)
+        elif started:
+            raise ValueError(f"cannot resume: {path} (this run's key) is missing; start a new run")
+        else:
+            key, new = Key.generate(), True
+    if started and recorded is not None and key.fingerprint != recorded:
+        where = cfg.key if cfg.key is not None else path
+        raise ValueError(f"cannot resume: the key in {where} (fingerprint {key.fingerprint}) is not the one "
+                         f"this run used ({recorded})")
+    return key, new
 
 
 def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
-    """Family, real-data source, marker and key of a config (one-line ValueError for bad parameters)."""
+    """Family, real-data source, marker and key of a config (one-line ValueError for bad parameters).
+
+    The key is None without a marker or where the config leaves it to the run (``key`` None)."""
     from wmark.loop.models import get_family
 
     family = get_family(cfg.family)
@@ -283,7 +400,8 @@ def _build(cfg: LoopConfig) -> tuple[Any, Any, Any, Any]:
             marker = get_marker(cfg.marker, **cfg.marker_params)
         except TypeError as exc:
             raise ValueError(f"bad 'marker_params' for marker {cfg.marker!r}: {exc}") from None
-        key = _load_key(cfg.key)
+        if cfg.key is not None:
+            key = _load_key(cfg.key)
     return family, source, marker, key
 
 
@@ -294,24 +412,56 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
 
     ``out``: the run folder (None: in memory, no checkpoints). A non-empty folder is never
     overwritten: ``resume=True`` continues it from its checkpoint (``config`` may then be None, or
-    must equal the saved one except for more ``generations``). ``on_generation(t)`` is called after
-    generation t is recorded and checkpointed (tests use it to interrupt a run).
-    ``keep_checkpoint=False`` deletes the checkpoint once every generation is done (the run can
-    then no longer be extended with ``resume``; records and config stay).
+    must equal the saved one except for more ``generations``). The folder is locked for the run
+    (:func:`wmark.assets.folder_lock`): a second run on it gets a ``FolderLockedError``.
+    ``on_generation(t)`` is called after generation t is recorded and checkpointed (tests use it to
+    interrupt a run). ``keep_checkpoint=False`` deletes the checkpoint once every generation is
+    done (the run can then no longer be extended with ``resume``; records and config stay).
     """
-    out_dir = Path(out) if out is not None else None
-    ckpt = None
     built = _build(config) if config is not None else None  # bad parameters fail before any write
+    if out is None:
+        if config is None:
+            raise ValueError("run_loop needs a config when no run folder is given")
+        return _run(config, built, None, None, progress, on_generation, keep_checkpoint)
+    out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"run folder path is a file: {out_dir}")
+    if config is None and not _has_content(out_dir):
+        raise ValueError(f"nothing to resume in {out_dir}: give a config or preset")
+    if _has_content(out_dir) and not resume and not os.path.lexists(out_dir / LOCK_NAME):
+        # refused before locking: a foreign folder is left exactly as it is
+        raise ValueError(f"run folder {out_dir} is not empty; pass --resume to continue it or choose another --out")
+    with folder_lock(out_dir, "loop"):
+        return _run(config, built, out_dir, resume, progress, on_generation, keep_checkpoint)
+
+
+def _run(config: LoopConfig | None, built: tuple | None, out_dir: Path | None, resume: bool | None,
+         progress: bool, on_generation: Callable[[int], None] | None, keep_checkpoint: bool) -> LoopResult:
+    """The loop itself; a run folder ``out_dir`` is held under its lock by the caller."""
+    ckpt, recorded = None, None
     if out_dir is not None:
-        config, ckpt = _prepare_folder(config, out_dir, resume)
-    elif config is None:
-        raise ValueError("run_loop needs a config when no run folder is given")
+        config, ckpt, recorded = _prepare_folder(config, out_dir, bool(resume))
     cfg = config
     family, source, marker, key = built if built is not None else _build(cfg)
+    if marker is not None and out_dir is None and key is None:
+        from wmark.keys import Key
+
+        key = Key.generate()  # in memory: a fresh key every run
+    new_key = False
+    if marker is not None and out_dir is not None:
+        key, new_key = _folder_key(cfg, out_dir, key, recorded, started=ckpt is not None)
+    fingerprint = key.fingerprint if key is not None else None
+    if out_dir is not None:
+        # config.json first: a kill before key.hex exists is repaired by the resume (nothing ran yet)
+        if recorded != fingerprint or not (out_dir / CONFIG_FILE).is_file():
+            _write_config(out_dir, cfg, fingerprint)
+        if new_key:
+            # the secret goes to this 0600 file only; config, records and reports carry the fingerprint
+            write_atomic(out_dir / KEY_FILE, key._secret.hex() + "\n", mode=0o600, overwrite=False)
     n_mark_eval = int(cfg.eval.get("n_mark", 1000))
 
     if ckpt is not None:
-        start, reps = ckpt["t"] + 1, ckpt["replicates"]
+        start, reps = ckpt[0] + 1, ckpt[1]
     else:
         start = 0
         reps = [_Replicate(models={a.name: family.make_model(source, **cfg.model) for a in cfg.arms})
@@ -385,12 +535,8 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
                     n: tuple(float(ps[arm.name][n]) for ps in per_seed) for n in names}))
             records.extend(new)
             if out_dir is not None:
-                with open(rec_path, "a", encoding="utf-8") as f:
-                    f.write("".join(r.to_json() + "\n" for r in new))
-                    f.flush()
-                    os.fsync(f.fileno())
-                write_atomic(out_dir / CHECKPOINT_FILE,
-                              pickle.dumps({"format": _CKPT_FORMAT, "t": t, "replicates": reps}))
+                _append(rec_path, "".join(r.to_json() + "\n" for r in new).encode())
+                save_checkpoint(out_dir / CHECKPOINT_FILE, t, reps)
             if on_generation is not None:
                 on_generation(t)
     finally:
@@ -398,4 +544,4 @@ def run_loop(config: LoopConfig | None, out: str | Path | None = None, *, resume
     bar.close()
     if out_dir is not None and not keep_checkpoint:
         (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    return LoopResult(cfg, tuple(records), out_dir, True)
+    return LoopResult(cfg, tuple(records), out_dir, True, fingerprint)

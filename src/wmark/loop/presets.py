@@ -3,7 +3,9 @@
 ``theory-*`` presets reproduce the closed forms of the self-consuming Gaussian and categorical
 loops (see :mod:`wmark.loop.theory` and ``tests/loop/test_loop_theory.py``);
 ``demo-*`` presets are small and fast and show the watermark policies (the *toy* marker for the
-Gaussian ones, the product's marks for `demo-text` and `demo-image`).
+Gaussian ones, the product's marks for `demo-text` and `demo-image`). Presets with a marker use the
+public demo key (``key: "demo"``) so that they are reproducible examples; a config without ``key``
+gets a fresh random one.
 """
 from __future__ import annotations
 
@@ -72,11 +74,11 @@ register_preset(
 register_preset(
     "demo-gaussian", "small fast demo: 2-D Gaussian, n=50, none/keep/strip/drop with the toy marker",
     family="gaussian", data={"d": 2}, n_real=50, generations=10, seeds=8, arms=list(POLICY_NAMES),
-    marker="toy-dither", marker_params={"delta": 0.5, "width": 0.3})
+    marker="toy-dither", marker_params={"delta": 0.5, "width": 0.3}, key="demo")
 register_preset(
     "demo-gmm", "2-D ring of 8 Gaussians (EM), fully synthetic, n=500: recall falls; toy marker arms",
     family="gmm", data={"k": 8}, n_real=500, generations=10, seeds=4, arms=list(POLICY_NAMES),
-    marker="toy-dither", marker_params={"delta": 0.25, "width": 0.3}, eval={"n_eval": 500})
+    marker="toy-dither", marker_params={"delta": 0.25, "width": 0.3}, key="demo", eval={"n_eval": 500})
 register_preset(
     "gmm-fresh", "2-D ring of 8 Gaussians, fresh data (n_r=250, n_s=250): the Frechet distance stays bounded",
     family="gmm", data={"k": 8}, loop="fresh_data", n_real=250, n_syn=250, generations=10, seeds=4,
@@ -86,8 +88,9 @@ register_preset(
     "inherited by the model's own samples; strip matches none",
     family="gaussian", data={"d": 1}, model={"kind": "kde", "bandwidth": 0.005}, loop="synthetic_augmentation",
     n_real=100, n_syn=200, generations=10, seeds=8, arms=list(POLICY_NAMES), marker="toy-dither",
-    marker_params={"delta": 0.5, "width": 0.1})
-_TEXT = dict(family="text", marker="text-kgw", marker_params={"scheme": "kgw-lefthash", "gamma": 0.25, "delta": 3.0})
+    marker_params={"delta": 0.5, "width": 0.1}, key="demo")
+_TEXT = dict(family="text", marker="text-kgw", marker_params={"scheme": "kgw-lefthash", "gamma": 0.25, "delta": 3.0},
+             key="demo")
 register_preset(
     "demo-text", "built-in LM fine-tuned on its own samples (48 x 48 tokens), fully synthetic, 5 generations: "
     "KGW-marked text kept / stripped (de-bias weights) / dropped vs none; inherited green z and radioactivity",
@@ -98,7 +101,7 @@ register_preset(
     "fully synthetic, none/keep/strip/drop with KGW (delta 3)",
     **_TEXT, data={"length": 64, "n_val": 32}, model={"steps": 20, "lr": 2e-3, "batch_size": 8, "seq_len": 64},
     n_real=96, generations=10, seeds=3, arms=list(POLICY_NAMES), eval={"n_eval": 64, "n_mark": 96})
-_IMAGE = dict(family="image", data={"size": 64}, marker="image-wm", marker_params={"alpha": 1e-3})
+_IMAGE = dict(family="image", data={"size": 64}, marker="image-wm", marker_params={"alpha": 1e-3}, key="demo")
 register_preset(
     "demo-image", "conv VAE on 128 MNIST digits at 64 x 64, fully synthetic, 5 generations: the product's "
     "image mark kept / stripped vs none; inherited mark (detection, bit accuracy), FD, spectrum",

@@ -3,12 +3,13 @@ mean +- sd over seeds). matplotlib is imported inside :func:`write_plots` (Agg b
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wmark.assets import write_atomic
+from wmark.assets import folder_lock, write_atomic
 from wmark.loop.engine import LoopResult, load_result
 
 
@@ -100,7 +101,8 @@ def markdown(result: LoopResult, plots: list[Path] | None = None) -> str:
         + (" (also on real draws)" if cfg.bias_real else ""),
         f"- generations {cfg.generations}, n_init {cfg.n_init_}, n_real {cfg.n_real}, n_syn {cfg.n_syn_}, "
         f"seeds {cfg.seeds} (base seed {cfg.seed})",
-        f"- arms: {arms}" + (f"; marker `{cfg.marker}` (params {dict(cfg.marker_params)})" if cfg.marker else ""),
+        f"- arms: {arms}" + (f"; marker `{cfg.marker}` (params {dict(cfg.marker_params)}), key fingerprint "
+                             f"`{result.key_fingerprint}`" if cfg.marker else ""),
         f"- status: {'complete' if result.complete else 'incomplete (resume with --resume)'}", "",
         "Values are mean +- sd over seeds. t = 0 is the true distribution; model t is fitted at generation t.",
         "", "| metric | arm | t | mean +- sd | t | mean +- sd |", "|---|---|---|---|---|---|",
@@ -153,18 +155,22 @@ def write_plots(result: LoopResult, folder: Path) -> list[Path]:
         ax.legend(fontsize=8)
         fig.tight_layout()
         path = folder / f"{metric}.png"
-        fig.savefig(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
         plt.close(fig)
+        write_atomic(path, buf.getvalue())  # a killed report leaves whole PNGs only
         paths.append(path)
     return paths
 
 
 def write_report(run: LoopResult | str | Path, plots: bool = True) -> Path:
-    """Write ``report.md`` (and ``plots/*.png``) into the run folder; returns the report path."""
+    """Write ``report.md`` (and ``plots/*.png``) into the run folder, holding its lock (a folder a
+    run holds is refused with ``FolderLockedError``); returns the report path."""
     result = run if isinstance(run, LoopResult) else load_result(run)
     if result.out is None:
         raise ValueError("this result has no run folder to write a report into")
-    pngs = write_plots(result, Path(result.out) / "plots") if plots else []
-    path = Path(result.out) / "report.md"
-    write_atomic(path, markdown(result, pngs))
+    with folder_lock(result.out, "loop report"):
+        pngs = write_plots(result, Path(result.out) / "plots") if plots else []
+        path = Path(result.out) / "report.md"
+        write_atomic(path, markdown(result, pngs))
     return path

@@ -1,7 +1,8 @@
 """Generative-model families for the loop, by name (lazy: nothing heavy is imported here).
 
 ``FAMILIES`` maps a name to ``"module:attribute"`` of a :class:`~wmark.loop.models.base.Family`;
-image and text families add one line each. :func:`register_family` adds one at run time.
+image and text families add one line each. :func:`register_family` adds one at run time (its model
+classes then go to :func:`wmark.loop.state.register_state_class`, so checkpoints can hold them).
 """
 from __future__ import annotations
 

@@ -25,8 +25,12 @@ class GenerativeModel(Protocol):
 
     ``fit`` may warm-start from the current state (deep models fine-tune) and returns the model;
     ``sample(n, lam, rng)`` draws ``n`` samples with sampling bias ``lam`` (1 = unbiased; Gaussians:
-    N(mu, lam * Sigma); categorical: temperature; deep models: temperature or guidance). Models are
-    pickled into checkpoints, so keep them picklable.
+    N(mu, lam * Sigma); categorical: temperature; deep models: temperature or guidance).
+
+    Checkpoints never pickle: a model is a dataclass listed in :data:`wmark.loop.state.STATE_CLASSES`
+    (or added with :func:`wmark.loop.state.register_state_class`) whose fields hold numbers,
+    strings, numpy arrays, torch tensors and dicts / lists / tuples of these; fields named ``_...``
+    are caches, not stored, rebuilt from their defaults.
     """
 
     def fit(self, data: Samples, rng: np.random.Generator) -> "GenerativeModel": ...

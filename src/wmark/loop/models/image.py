@@ -89,7 +89,8 @@ class ImageModel:
 
     ``fit`` trains ``steps_init`` Adam steps from a fresh seeded init the first time and ``steps``
     steps warm-started from the current weights afterwards (minibatches of ``batch_size``, learning
-    rate ``lr``, KL weight ``beta``). Pickles as ``state`` (the live network is rebuilt on demand).
+    rate ``lr``, KL weight ``beta``). Checkpoints store the fields and ``state``; ``_net`` is rebuilt
+    on demand.
     """
 
     size: int = 64
@@ -114,11 +115,6 @@ class ImageModel:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"image model '{name}' must be a positive number, got {v!r}")
-
-    def __getstate__(self) -> dict:
-        d = dict(self.__dict__)
-        d["_net"] = None
-        return d
 
     def _params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("size", "z_dim", "ch", "steps", "steps_init", "batch_size",

@@ -81,7 +81,7 @@ class TextModel:
 
     ``fit`` fine-tunes from the current weights (``steps`` AdamW steps, ``batch_size`` windows of
     ``seq_len`` tokens, constant ``lr``); ``sample`` draws ``length``-token continuations of eos.
-    Pickles as its fp32 ``state`` (the live LM is rebuilt on demand).
+    Checkpoints store the fields and the fp32 ``state``; ``_lm`` is rebuilt on demand.
     """
 
     length: int = 64
@@ -105,11 +105,6 @@ class TextModel:
         if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)
                                        or self.top_k < 1):
             raise ValueError(f"text model 'top_k' must be a positive integer or null, got {self.top_k!r}")
-
-    def __getstate__(self) -> dict:
-        d = dict(self.__dict__)
-        d["_lm"] = None
-        return d
 
     @property
     def lm(self) -> "LanguageModel":
