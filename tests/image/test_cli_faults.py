@@ -135,3 +135,28 @@ def test_kill_9_leaves_only_complete_files_and_the_rerun_finishes(folder, comman
         assert done.returncode == 0, done.stderr
         assert _pngs(out) == expected
         assert not list(out.glob(".*.tmp")) and not (out / ".wmark.lock").exists()
+
+
+def test_16_bit_colour_and_metadata_survive_embed_and_strip(tmp_path):
+    from PIL import Image
+
+    from wmark.image import io as imio
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:160, 0:192]
+    ramp = (yy * 150 + xx * 120)[..., None] + np.array([0, 9000, 18000])
+    pix = (ramp + rng.normal(0, 2000, (160, 192, 3))).clip(0, 65535)
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "deep.png").write_bytes(imio.png_bytes(imio.Image16(pix.astype(np.uint16), {"dpi": (300, 300)})))
+    key = tmp_path / "k.key"
+    key.write_text(KEY_LINE)
+    assert main(["embed", str(src), "-o", str(tmp_path / "m"), "--key-file", str(key), "--no-progress"]) == 0
+    marked = imio.load(tmp_path / "m" / "deep.png")
+    assert isinstance(marked, imio.Image16) and marked.pixels.dtype == np.uint16
+    assert np.abs(marked.pixels.astype(float) - pix.astype(np.uint16)).max() > 0  # marked, still 16 bits deep
+    with Image.open(tmp_path / "m" / "deep.png") as im:
+        assert tuple(round(v) for v in im.info["dpi"]) == (300, 300)
+    assert main(["strip", str(tmp_path / "m"), "-o", str(tmp_path / "c"), "--key-file", str(key),
+                 "--no-progress"]) == 0
+    assert isinstance(imio.load(tmp_path / "c" / "deep.png"), imio.Image16)

@@ -131,7 +131,7 @@ def _write_all(args: argparse.Namespace, command: str, key, files: list[Path], o
     """The writing commands' loop: holds ``od`` (one run at a time), skips outputs that a previous
     run with the same input, key and settings finished (the manifest), writes each new PNG
     atomically, records it, and goes on past bad files.
-    ``make(model, image) -> (PIL image, note or None)``."""
+    ``make(model, image) -> (PIL image or Image16, note or None)``."""
     from wmark.assets import folder_lock, sha256_bytes, sha256_file
     from wmark.image import io as imio
     from wmark.image.model import load
@@ -166,12 +166,11 @@ def _write_all(args: argparse.Namespace, command: str, key, files: list[Path], o
 
 
 def _png(img) -> bytes:
-    """A PIL image as PNG bytes."""
-    import io
+    """What embed / strip return (a PIL image or an ``Image16``) as PNG bytes: bit depth and ICC /
+    EXIF / DPI kept."""
+    from wmark.image import io as imio
 
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return imio.png_bytes(img)
 
 
 def _write(blob: bytes, dst: Path, overwrite: bool) -> None:

@@ -14,5 +14,6 @@ _LAZY = {
     "ImageWatermarker": "wmark.image.model", "Detection": "wmark.image.model", "Embedded": "wmark.image.model",
     "Stripped": "wmark.image.model", "Config": "wmark.image.model", "load": "wmark.image.model",
     "embed": "wmark.image.model", "detect": "wmark.image.model", "strip": "wmark.image.model",
+    "Image16": "wmark.image.io", "png_bytes": "wmark.image.io", "ImageError": "wmark.image.io",
 }
 __getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY)

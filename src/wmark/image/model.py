@@ -516,7 +516,9 @@ class ImageWatermarker(nn.Module):
         return out
 
     def embed(self, images, key, payload: bytes | str | int | None = None) -> Embedded:
-        """Mark images (tensor [B, C, H, W] / [C, H, W] in [0, 1], PIL, numpy, or a list of them)."""
+        """Mark images (tensor [B, C, H, W] / [C, H, W] in [0, 1], PIL, numpy, :class:`~wmark.image.io.Image16`,
+        or a list of them)."""
+        imio.check_key(key)
         xs, metas, single = imio.to_internal(images)
         marked = [self.embed_tensor(x, key, payload).cpu() for x in xs]
         outs = imio.from_internal(marked, metas)
@@ -535,6 +537,9 @@ class ImageWatermarker(nn.Module):
         Bonferroni-corrected) when the image as given does not read cleanly; ``payload`` tests one
         known payload (exact binomial tail, at the key-blind shift and at the shift that agrees best
         with its codeword; the low-passed reads and their sum are then 3 hypotheses: see the module doc)."""
+        imio.check_key(key)
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         xs, _, single = imio.to_internal(images)
         dets: list[Detection] = []
         for x in xs:
@@ -571,6 +576,7 @@ class ImageWatermarker(nn.Module):
     def strip(self, images, key, payload: bytes | str | int | None = None, iters: int = 6) -> Stripped:
         """Key-holder removal: re-estimate the residual from the marked image and the decoded payload,
         subtract it, iterate to a fixed point. Images where no payload is found come back unchanged."""
+        imio.check_key(key)
         xs, metas, single = imio.to_internal(images)
         outs, removed, before = [], [], []
         for x in xs:
