@@ -26,7 +26,7 @@ def test_generate_then_detect_roundtrip(tmp_path, capsys, key_file):
                                "--length", "150", "--seed", "1", "--json", "--scheme", "kgw-lefthash"])
     assert rc == 0
     rec = json.loads(out.splitlines()[0])
-    assert rec["scheme"] == "kgw" and rec["seeding"] == "lefthash" and "key_fingerprint" in rec
+    assert rec["scheme"] == "kgw-lefthash" and rec["seeding"] == "lefthash" and "key_fingerprint" in rec
     assert key_file.read_text().strip() not in out  # the secret never appears
     marked = tmp_path / "marked.txt"
     marked.write_text(rec["prompt"] + rec["text"])
@@ -40,7 +40,7 @@ def test_generate_then_detect_roundtrip(tmp_path, capsys, key_file):
     a, b = (json.loads(line) for line in out.splitlines())
     assert a["path"] == str(marked) and a["detected"] and a["p_value"] < 1e-4 and "window" in a
     assert not b["detected"] and b["p_value"] > 1e-3
-    assert set(a) >= {"z_score", "p_value", "num_scored", "detected"}
+    assert set(a) >= {"z_score", "p_value", "num_scored", "detected"} and a["scheme"] == "kgw-lefthash"
 
 
 def test_detect_human_text_with_demo_key(tmp_path, capsys, shared_data):
@@ -99,3 +99,96 @@ def test_alpha_must_be_a_level(tmp_path, capsys, bad):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert e.value.code == 2 and "--alpha" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scheme", [None, "gumbel"])
+def test_generate_json_scheme_name_detects_the_text(tmp_path, capsys, key_file, scheme):
+    extra = [] if scheme is None else ["--scheme", scheme]
+    rc, out, _ = _run(capsys, ["text", "generate", "--key-file", str(key_file), "--length", "120", "--seed", "3",
+                               "--json", *extra])
+    rec = json.loads(out)
+    assert rc == 0 and rec["scheme"] == (scheme or "kgw-selfhash")
+    f = tmp_path / "marked.txt"
+    f.write_text(rec["prompt"] + rec["text"])
+    rc, out, _ = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file), "--scheme", rec["scheme"],
+                               "--json"])
+    row = json.loads(out)
+    assert rc == 0 and row["detected"] and row["p_value"] < 1e-6 and row["scheme"] == rec["scheme"]
+
+
+@pytest.mark.parametrize("command", ["generate", "detect"])
+def test_ambiguous_kgw_is_refused(tmp_path, capsys, key_file, command):
+    argv = ["text", command, "--key-file", str(key_file), "--scheme", "kgw"]
+    rc, out, err = _run(capsys, argv + ([str(key_file)] if command == "detect" else []))
+    assert rc == 2 and not out and len(err.strip().splitlines()) == 1
+    assert "ambiguous" in err and "kgw-lefthash, kgw-selfhash or kgw-minhash" in err
+    rc, _, err = _run(capsys, ["text", command, "--key-file", str(key_file), "--scheme", "nope"]
+                      + ([str(key_file)] if command == "detect" else []))
+    assert rc == 2 and "unknown text scheme 'nope'; choose from kgw-lefthash" in err
+
+
+def test_size_limit_is_one_line_and_the_batch_goes_on(tmp_path, capsys, key_file, monkeypatch):
+    monkeypatch.delenv("WMARK_MAX_TEXT_BYTES", raising=False)
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text("some ordinary words to tokenize " * 10)
+    big.write_text("some ordinary words to tokenize " * 100)
+    rc, out, err = _run(capsys, ["text", "detect", str(big), str(small), "--key-file", str(key_file),
+                                 "--max-bytes", "1K", "--json"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rc == 1 and "error" in rows[0] and "error" not in rows[1]
+    assert rows[0]["error"] == (f"{big}: 3.12 KiB (3200 bytes) is above the text size limit of 1 KiB "
+                                "(raise it with --max-bytes or WMARK_MAX_TEXT_BYTES)")
+    assert err.strip().splitlines() == [f"wmark: error: {rows[0]['error']}", "1 of 2 file(s) failed"]
+    monkeypatch.setenv("WMARK_MAX_TEXT_BYTES", "1K")
+    rc, _, err = _run(capsys, ["text", "detect", str(big), "--key-file", str(key_file)])
+    assert rc == 1 and "limit of 1 KiB" in err
+    rc, _, err = _run(capsys, ["text", "detect", str(big), "--key-file", str(key_file), "--max-bytes", "0"])
+    assert rc == 0  # 0: no limit
+    rc, _, err = _run(capsys, ["text", "detect", str(big), "--key-file", str(key_file), "--max-bytes", "lots"])
+    assert rc == 2 and err.startswith("wmark: error: --max-bytes: not a size") and len(err.strip().splitlines()) == 1
+
+
+def test_stdin_over_the_limit(capsys, key_file, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"word " * 400)))
+    rc, _, err = _run(capsys, ["text", "detect", "-", "--key-file", str(key_file), "--max-bytes", "1000"])
+    assert rc == 1 and err.startswith("wmark: error: -: more than 1000 bytes") and len(err.strip().splitlines()) == 1
+
+
+def test_every_bad_input_is_one_line_naming_the_file(tmp_path, capsys, key_file):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 au lait ".encode("latin-1") * 3)
+    (tmp_path / "good.txt").write_text("some ordinary words to tokenize " * 10)
+    want = {"folder": "is a directory (give text files)", "empty.txt": "empty file (0 bytes)",
+            "missing.txt": "no such file", "latin1.txt": "not UTF-8 text (byte 0xe9 at offset 3)"}
+    files = [str(tmp_path / n) for n in [*want, "good.txt"]]
+    rc, out, err = _run(capsys, ["text", "detect", *files, "--key-file", str(key_file)])
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == len(want) + 1 and lines[-1] == "4 of 5 file(s) failed"
+    for line, (name, reason) in zip(lines, want.items()):
+        assert line == f"wmark: error: {tmp_path / name}: {reason}"
+    assert out.startswith(f"{tmp_path / 'good.txt'}: not detected")
+    rc, out, err = _run(capsys, ["text", "detect", *files, "--key-file", str(key_file), "--ignore-prefix", "-1"])
+    assert rc == 2 and not out and err == "wmark: error: --ignore-prefix must be >= 0, got -1\n"
+
+
+def test_cli_streams_in_pieces_like_the_whole_file(shared_data, tmp_path, capsys, monkeypatch):
+    import wmark.lm
+    import wmark.text.stream
+    from wmark.keys import Key
+    from wmark.text import make_scheme
+
+    text = (shared_data / "text" / "pg84.txt").read_text(encoding="utf-8")[:40_000]
+    f = tmp_path / "book.txt"
+    f.write_text(text)
+    monkeypatch.setattr(wmark.text.stream, "CHUNK_BYTES", 1000)
+    rc, out, err = _run(capsys, ["text", "detect", str(f), "--demo-key", "--json", "--scheme", "gumbel"])
+    row = json.loads(out)
+    tok = wmark.lm.load().tokenizer
+    whole = make_scheme("gumbel", Key.demo(), tok.vocab_size).detect(tok.encode(text))
+    assert rc == 0 and "seam" not in err  # the built-in tokenizer cuts exactly: no warning
+    assert row["num_tokens"] == whole.num_tokens and row["num_scored"] == whole.num_scored
+    assert row["p_value"] == pytest.approx(whole.p_value, rel=1e-9)

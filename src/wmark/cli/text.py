@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from wmark.cli import alpha
 
@@ -13,8 +12,9 @@ def _add_scheme_args(p: argparse.ArgumentParser) -> None:
     k = p.add_mutually_exclusive_group(required=True)
     k.add_argument("--key-file", help="key file (hex or 'passphrase:...'); see `wmark keygen`")
     k.add_argument("--demo-key", action="store_true", help="use the PUBLIC demo key (examples only)")
-    p.add_argument("--scheme", default="kgw-selfhash", help="text scheme (default kgw-selfhash); "
-                   "one of kgw, kgw-lefthash, kgw-selfhash, kgw-minhash, unigram, gumbel, tournament")
+    p.add_argument("--scheme", default="kgw-selfhash", help="text scheme (default kgw-selfhash); one of "
+                   "kgw-lefthash, kgw-selfhash, kgw-minhash, unigram, gumbel, tournament (bare 'kgw' is "
+                   "refused as ambiguous); JSON outputs carry this name")
     p.add_argument("--gamma", type=float, default=None, help="green fraction (KGW / Unigram; default 0.25)")
     p.add_argument("--delta", type=float, default=None, help="green bias (KGW / Unigram; default 2.0)")
     p.add_argument("--context-width", type=int, default=None, help="context tokens for the seed")
@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="one JSON object per sample")
     g.set_defaults(func=_generate)
 
-    d = tsub.add_parser("detect", help="detect the mark in text files ('-' reads stdin)")
+    d = tsub.add_parser("detect", help="detect the mark in text files ('-' reads stdin)",
+                        description="Detect the mark in UTF-8 text files ('-' reads stdin). Files are read, "
+                        "tokenized and scored 256 KiB at a time, so memory stays bounded; each input must be "
+                        "at most --max-bytes. A file that is empty, not UTF-8 (the first bad byte's offset "
+                        "is named) or too large is one error line; the other files are still scored.")
     _add_scheme_args(d)
     d.add_argument("files", nargs="+", metavar="FILE")
     d.add_argument("--tokenizer", default=None, help="a tokenizer.json (default: the built-in LM's)")
@@ -46,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--ignore-prefix", type=int, default=0, help="do not score the first N tokens")
     d.add_argument("--windowed", action="store_true", help="also search windows for a marked span")
     d.add_argument("--min-window", type=int, default=50)
+    d.add_argument("--max-bytes", default=None, metavar="SIZE",
+                   help="refuse inputs larger than SIZE bytes (K/M/G suffixes; 0 = no limit; default "
+                        "$WMARK_MAX_TEXT_BYTES or 64M)")
     d.add_argument("--json", action="store_true", help="one JSON object per input")
     d.set_defaults(func=_detect)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
@@ -59,11 +66,13 @@ def _key(args: argparse.Namespace):
 
 def _scheme(args: argparse.Namespace, vocab_size: int):
     from wmark.text import make_scheme
+    from wmark.text.names import resolve
 
+    name = resolve(args.scheme)
     params = {k: v for k, v in (("gamma", args.gamma), ("delta", args.delta),
                                 ("context_width", args.context_width)) if v is not None}
     try:
-        return make_scheme(args.scheme, _key(args), vocab_size, **params)
+        return make_scheme(name, _key(args), vocab_size, **params)
     except TypeError as exc:  # a parameter this scheme does not take
         raise ValueError(f"scheme {args.scheme!r}: {exc}") from None
 
@@ -72,11 +81,14 @@ def _generate(args: argparse.Namespace) -> int:
     import torch
 
     import wmark.lm
+    from wmark.text.names import resolve
 
+    resolve(args.scheme)  # an ambiguous or unknown name fails before the model loads
     if args.length < 1 or args.num < 1:
         raise ValueError("--length and --num must be >= 1")
     lm = wmark.lm.load()
     scheme = _scheme(args, lm.vocab_size)
+    params = scheme.params
     gen = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
     for i in range(args.num):
         text = lm.generate_text(args.prompt, max_new_tokens=args.length, temperature=args.temperature,
@@ -84,26 +96,12 @@ def _generate(args: argparse.Namespace) -> int:
                                 stop_at_eos=False)
         if args.json:
             print(json.dumps({"index": i, "prompt": args.prompt, "text": text, "watermarked": not args.no_watermark,
-                              **scheme.params, "key_fingerprint": scheme.key_fingerprint}))
+                              **params, "key_fingerprint": scheme.key_fingerprint}))
         else:
             print(args.prompt + text)
             if i + 1 < args.num:
                 print("\n-----")
     return 0
-
-
-def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{path}: is a directory (give text files)")
-    try:
-        return p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
 
 
 def _tokenizer(args: argparse.Namespace):
@@ -117,25 +115,43 @@ def _tokenizer(args: argparse.Namespace):
 
 
 def _detect(args: argparse.Namespace) -> int:
-    """Score every file; a file that cannot be read or scored is one line on stderr (a JSON row with
-    ``error`` under ``--json``) and the others are still scored. Exit status 1 if any failed."""
+    """Score every file, streaming it in bounded memory; a file that cannot be read or scored is one
+    line on stderr (a JSON row with ``error`` under ``--json``) and the others are still scored.
+    Exit status 1 if any failed."""
+    from wmark.text.names import resolve
+    from wmark.text.stream import detect_file, max_text_bytes, seams_exact
+
+    resolve(args.scheme)
+    if args.ignore_prefix < 0:
+        raise ValueError(f"--ignore-prefix must be >= 0, got {args.ignore_prefix}")
+    try:
+        limit = max_text_bytes(args.max_bytes)
+    except ValueError as exc:
+        raise ValueError(f"--max-bytes: {exc}" if args.max_bytes is not None else str(exc)) from None
     tok = _tokenizer(args)
     scheme = _scheme(args, args.vocab_size or tok.vocab_size)
+    name = scheme.params["scheme"]
+    exact = seams_exact(tok)
     failed = 0
     for path in args.files:
         try:
-            text = _read(path)
-            r = scheme.detect(tok.encode(text), alpha=args.alpha, dedup=not args.no_dedup,
-                              ignore_prefix=args.ignore_prefix, windowed=args.windowed, min_window=args.min_window)
+            r, chunks = detect_file(scheme, tok, path, max_bytes=limit, alpha=args.alpha, dedup=not args.no_dedup,
+                                    ignore_prefix=args.ignore_prefix, windowed=args.windowed,
+                                    min_window=args.min_window)
         except (ValueError, OSError) as exc:
             failed += 1
-            msg = str(exc) if str(exc).startswith(f"{path}:") else f"{path}: {exc}"
+            msg = " ".join(str(exc).split())  # one line, whatever the message
+            msg = msg if msg.startswith(f"{path}:") else f"{path}: {msg}"
             print(f"wmark: error: {msg}", file=sys.stderr, flush=True)
             if args.json:
                 print(json.dumps({"path": path, "error": msg}), flush=True)
             continue
+        seams = chunks.forced_cuts if exact else chunks.chunks - 1
+        if seams:
+            print(f"wmark: warning: {path}: read in {chunks.chunks} pieces; tokens at {seams} seam(s) may differ "
+                  "from tokenizing the whole text", file=sys.stderr, flush=True)
         if args.json:
-            print(json.dumps({"path": path, **r.to_json()}), flush=True)
+            print(json.dumps({"path": path, **r.to_json(), "scheme": name}), flush=True)
         else:
             w = (f", best window [{r.window.start}, {r.window.end}) p={r.window.p_value_corrected:.3g} (corrected)"
                  if r.window else "")

@@ -2,6 +2,7 @@
 
 A scheme turns token ids into per-token scores (:class:`TokenScores`); :func:`detect_scores` sums
 them over the scored positions and reads the p-value off the scheme's null distribution.
+:class:`StreamingDetection` runs the same test on a sequence fed in pieces (long files).
 """
 from __future__ import annotations
 
@@ -193,7 +194,9 @@ def window_search(s: np.ndarray, pos: np.ndarray, null, min_window: int) -> Wind
     """Best window over the kept per-token scores ``s [n]`` (at input positions ``pos [n]``).
     Windows of each size in :func:`window_lengths` start every ``max(1, size // 4)`` tokens."""
     n = len(s)
-    cs = np.concatenate([[0.0], np.cumsum(s)])
+    cs = np.empty(n + 1, dtype=np.float64)  # prefix sums, filled in place (no second copy)
+    cs[0] = 0.0
+    np.cumsum(s, out=cs[1:])
     best, total = None, 0
     for size in window_lengths(n, min_window):
         starts = np.arange(0, n - size + 1, max(1, size // 4))
@@ -224,8 +227,7 @@ def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, de
     vals = torch.where(keep, ts.scores, torch.zeros_like(ts.scores))
     n = keep.sum(1).cpu().numpy()
     s = vals.sum(1).cpu().numpy()
-    p = np.asarray(null.p_value(s, n), dtype=np.float64).reshape(-1)
-    z = np.asarray(null.z(s, n), dtype=np.float64).reshape(-1)
+    p, z = _global_test(null, s, n)
     windows: list[WindowResult | None] = [None] * len(n)
     decide = p.copy()
     if windowed:
@@ -238,3 +240,96 @@ def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, de
             decide[b] = windows[b].p_value_corrected
     return BatchDetection(scheme=scheme, num_tokens=ts.lengths.cpu().numpy(), num_scored=n, score=s,
                           z_score=z, p_value=p, alpha=alpha, detected=decide < alpha, windows=tuple(windows))
+
+
+def _global_test(null, s: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(p-values, z-scores) ``[B]`` of score sums ``s [B]`` over ``n [B]`` tokens."""
+    return (np.asarray(null.p_value(s, n), dtype=np.float64).reshape(-1),
+            np.asarray(null.z(s, n), dtype=np.float64).reshape(-1))
+
+
+class StreamingDetection:
+    """The test of :func:`detect_scores` on ONE sequence fed in pieces, in memory bounded by the
+    statistics (not by the sequence).
+
+    ``feed(ids)`` appends token ids; the scheme's context window (the last ``history`` tokens) is
+    carried over, so every position is scored exactly as in ``scheme.detect(all_ids)``. Scores are
+    summed per piece: identical for the count schemes (KGW, Unigram, tournament ``mean``), equal up
+    to float64 rounding (relative 1e-12) for the real-valued ones (Gumbel, tournament ``weighted``).
+
+    State: the (context, token) keys already scored, 8 bytes per distinct kept key (``dedup``), and,
+    with ``windowed``, the kept scores and positions (12 bytes per scored token, and as much again
+    for the window search at the end); without either it is constant.
+    """
+
+    def __init__(self, scheme: Any, *, dedup: bool = True, ignore_prefix: int = 0, windowed: bool = False) -> None:
+        if ignore_prefix < 0:
+            raise ValueError(f"ignore_prefix must be >= 0, got {ignore_prefix}")
+        self.scheme = scheme
+        self.dedup = dedup
+        self.ignore_prefix = int(ignore_prefix)
+        self.windowed = windowed
+        self.history: int = scheme.seeding.history
+        self.num_tokens = 0
+        self.num_scored = 0
+        self.score = 0.0
+        self._tail = np.zeros(0, dtype=np.int64)  # the last min(history, num_tokens) ids
+        self._seen = np.zeros(0, dtype=np.int64)  # sorted keys of the kept positions so far
+        self._kept_scores: list[np.ndarray] = []  # per piece, windowed only
+        self._kept_pos: list[np.ndarray] = []  # int32 while positions fit
+
+    def feed(self, ids: Any) -> None:
+        """Score the next token ids ``[T]`` (list, numpy or tensor) of the sequence."""
+        new = ids.cpu().numpy() if torch.is_tensor(ids) else np.asarray(ids)
+        new = new.astype(np.int64, copy=False).reshape(-1)
+        if new.size == 0:
+            return
+        seq = np.concatenate([self._tail, new])
+        offset = self.num_tokens - len(self._tail)  # input position of seq[0]
+        ts = self.scheme.token_scores(torch.from_numpy(seq))  # validates ids; scores positions >= history
+        self.num_tokens += int(new.size)
+        self._tail = seq[len(seq) - min(self.history, len(seq)):].copy()
+        if ts.scores.shape[1] == 0:
+            return
+        pos = ts.positions[0] + offset
+        keep = ts.valid[0] & (pos >= self.ignore_prefix)
+        if self.dedup and bool(keep.any()):
+            keep &= first_occurrence(ts.keys, keep[None])[0]
+            where = torch.nonzero(keep).reshape(-1).numpy()
+            keys = ts.keys[0].numpy()[where]  # distinct within the piece
+            order = np.argsort(keys)
+            sk = keys[order]
+            at = np.searchsorted(self._seen, sk)  # sorted queries: one pass over the seen keys
+            fresh = np.ones(len(sk), dtype=bool)
+            if len(self._seen):
+                fresh = self._seen[np.minimum(at, len(self._seen) - 1)] != sk
+            self._seen = np.insert(self._seen, at[fresh], sk[fresh])
+            keep = torch.zeros_like(keep)
+            keep[torch.from_numpy(where[order[fresh]])] = True
+        vals = ts.scores[0][keep]
+        self.num_scored += int(vals.numel())
+        self.score += float(vals.sum())
+        if self.windowed and vals.numel():
+            p = pos[keep].numpy()
+            self._kept_scores.append(vals.numpy())
+            self._kept_pos.append(p.astype(np.int32) if self.num_tokens < 2**31 else p.copy())
+
+    def result(self, *, alpha: float = 1e-3, min_window: int = 50) -> DetectionResult:
+        """The detection of everything fed so far (as :meth:`TextWatermark.detect` would give)."""
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if self.num_tokens == 0:
+            raise ValueError("no tokens to score (empty text)")
+        null = self.scheme.null
+        n, s = np.array([self.num_scored], dtype=np.int64), np.array([self.score], dtype=np.float64)
+        p, z = _global_test(null, s, n)
+        window, decide = None, float(p[0])
+        if self.windowed and self.num_scored:
+            scores = np.concatenate(self._kept_scores)
+            self._kept_scores = [scores]  # keep the joined array, drop the pieces
+            positions = np.concatenate(self._kept_pos)
+            self._kept_pos = [positions]
+            window = window_search(scores, positions, null, min_window)
+            decide = window.p_value_corrected
+        return DetectionResult(self.scheme.name, self.num_tokens, self.num_scored, self.score, float(z[0]),
+                               float(p[0]), alpha, decide < alpha, window)

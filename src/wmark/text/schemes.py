@@ -50,7 +50,9 @@ class TextWatermark(ABC):
     @property
     def params(self) -> dict[str, Any]:
         """Public parameters (never the key)."""
-        return {"scheme": self.name, "vocab_size": self.vocab_size, "seeding": self.seeding.name,
+        from wmark.text.names import canonical_name
+
+        return {"scheme": canonical_name(self), "vocab_size": self.vocab_size, "seeding": self.seeding.name,
                 "context_width": self.context_width}
 
     @property
@@ -164,7 +166,7 @@ class TextWatermark(ABC):
                      ignore_prefix: int = 0, windowed: bool = False, min_window: int = 50) -> BatchDetection:
         """Detect the mark in a padded batch ``[B, T]`` (``lengths [B]``: real lengths; default T)."""
         ts = self.token_scores(ids, lengths)
-        return detect_scores(ts, self.null, scheme=self.name, alpha=alpha, dedup=dedup,
+        return detect_scores(ts, self.null, scheme=self.params["scheme"], alpha=alpha, dedup=dedup,
                              ignore_prefix=ignore_prefix, windowed=windowed, min_window=min_window)
 
 
