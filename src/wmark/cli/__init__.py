@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "bench": "wmark.cli.bench:register",
     "loop": "wmark.cli.loop:register",
     "demo": "wmark.cli.demo:register",
+    "scrub": "wmark.cli.scrub:register",
 }
 
 
