@@ -125,7 +125,7 @@ def _scrub(args: argparse.Namespace) -> int:
     rule = f"alpha {res.level:g}" if res.rule == "alpha" else f"FDR q {res.level:g}"
     resumed = f", {res.resumed_units} of {res.units} units already done" if res.resumed_units else ""
     print(f"scrubbed {c['samples']} samples ({c['detected']} marked at {rule}; expected false {res.expected_false:.3g}): "
-          f"{c['kept']} kept, {c['dropped']} dropped, {c['stripped']} stripped, {c['error']} errors{resumed} "
+          f"{c['kept']} kept, {c['dropped']} dropped, {c['stripped']} stripped, {c['error']} error(s){resumed} "
           f"-> {res.out}", file=sys.stderr)
     if args.json:
         print(json.dumps(res.to_json()), flush=True)
