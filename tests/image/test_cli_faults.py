@@ -160,3 +160,51 @@ def test_16_bit_colour_and_metadata_survive_embed_and_strip(tmp_path):
     assert main(["strip", str(tmp_path / "m"), "-o", str(tmp_path / "c"), "--key-file", str(key),
                  "--no-progress"]) == 0
     assert isinstance(imio.load(tmp_path / "c" / "deep.png"), imio.Image16)
+
+
+def _bad_files(folder) -> dict[str, str]:
+    """Write one file per kind of bad input; returns name -> words its error line must hold."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 12000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    (folder / "bomb.png").write_bytes(bomb)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "magic.png").write_bytes(b"GIF89a but not really an image at all")
+    buf = io.BytesIO()
+    Image.fromarray(np.full((128, 128, 3), 120, np.uint8)).save(buf, format="JPEG")
+    (folder / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    frames = [Image.fromarray(np.full((96, 96, 3), v, np.uint8)) for v in (0, 255)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.fromarray(np.zeros((96, 96), bool)).save(folder / "bilevel.png")
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / "tiny.png")
+    return {"bomb.png": "exceeds the limit", "empty.png": "empty", "magic.png": "", "cut.jpg": "truncated",
+            "anim.gif": "frame", "bilevel.png": "1-bit", "tiny.png": "64"}
+
+
+@pytest.mark.parametrize("command", ["detect", "embed"])
+def test_every_bad_input_is_one_line_and_the_good_ones_are_done(folder, capsys, command):
+    tmp, src, key = folder
+    bad = _bad_files(src)
+    args = [command, str(src), "--key-file", str(key), "--no-progress"]
+    args += ["-o", str(tmp / "out")] if command == "embed" else ["--json"]
+    assert main(args) == 1
+    cap = capsys.readouterr()
+    errors = [e for e in cap.err.splitlines() if e.startswith("wmark: error:")]
+    assert len(errors) == len(bad)
+    for name, words in bad.items():
+        line = next(e for e in errors if name in e)
+        assert words.lower() in line.lower(), line
+    assert cap.err.splitlines()[-1].endswith(f"{len(bad)} of {16 + len(bad)} failed")
+    if command == "embed":
+        assert len(list((tmp / "out").glob("*.png"))) == 16
+    else:
+        rows = [json.loads(line) for line in cap.out.splitlines()]
+        assert sum("error" in r for r in rows) == len(bad) and sum("p_value" in r for r in rows) == 16
