@@ -22,7 +22,7 @@ How the blocks run:
 - The one exception to "runs as written": a shell line ``make TARGET ...`` is not executed
   (``make demo`` takes ~12 minutes and ``make test`` would run this test inside itself); instead
   :func:`test_make_lines_are_makefile_targets` checks that each TARGET is a target of the Makefile.
-- A python block importing ``transformers`` (the ``hf`` / ``dev`` extra) is skipped, with that
+- A python block importing ``transformers`` or ``ray`` (the ``hf`` / ``ray`` / ``dev`` extras) is skipped, with that
   reason, where transformers is not installed.
 - Each block is its own test (id: index, language, README line, first telling line), so a failure names the block and its
   README line. Running one block alone (``-k``) first runs the blocks before it (results are cached
@@ -60,7 +60,7 @@ SLOW_BLOCKS: set[str] = set()
 #: a shell line that runs a Makefile target: checked against the Makefile, not executed
 MAKE_LINE = re.compile(r"^\s*make\s+(?P<target>[A-Za-z0-9_.-]+)(?P<rest>.*)$")
 #: optional modules: a python block importing one is skipped where it is not installed
-OPTIONAL_MODULES = ("transformers",)
+OPTIONAL_MODULES = ("transformers", "ray")
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ class ReadmeSession:
             for mod in OPTIONAL_MODULES:
                 if re.search(rf"^\s*(from|import)\s+{mod}\b", block.code, re.M) and \
                         importlib.util.find_spec(mod) is None:
-                    return Outcome("skipped", f"README block needs {mod!r}, not installed (extra 'dev' or 'hf')")
+                    return Outcome("skipped", f"README block needs {mod!r}, not installed (extra 'dev', 'hf' or 'ray')")
             path = self.scripts / f"block_{block.index:02d}.py"
             path.write_text(block.code, encoding="utf-8")
             cmd = [sys.executable, str(path)]

@@ -7,7 +7,8 @@ for a None batch), reading ``tasks`` only as far ahead as it has work in flight.
 the reading, writing and journaling; an engine only maps batches, so every engine gives the same
 rows.
 
-:data:`ENGINES` maps a name to its class (``"module:attr"``); ``--engine`` chooses among them.
+:data:`ENGINES` maps a name to its class (``"module:attr"``); ``--engine`` chooses among them:
+``local`` (this machine, :class:`LocalEngine`) and ``ray`` (Ray Data, :mod:`wmark.scrub.ray_engine`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Iterable, Iterator
 #: engine name -> "module:attr" of its class
 ENGINES: dict[str, str] = {
     "local": "wmark.scrub.engines:LocalEngine",
+    "ray": "wmark.scrub.ray_engine:RayEngine",  # Ray Data; extra wmark[ray]
 }
 
 _WORKER: dict[str, Any] = {}
@@ -114,10 +116,15 @@ def _copy(scrubber, **changes):
     return new
 
 
-def make_engine(name: str, jobs: int = 1, device: str | None = None):
-    """The engine registered as ``name`` (ValueError listing the engines otherwise)."""
+def make_engine(name: str, jobs: int = 1, device: str | None = None, **options):
+    """The engine registered as ``name`` (ValueError listing the engines otherwise). ``options``
+    (e.g. ``batch_size``, the pass's batch size) go to the engines whose constructor takes them."""
+    import inspect
+
     from wmark._lazy import import_attr
 
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
-    return import_attr(ENGINES[name])(jobs=jobs, device=device)
+    cls = import_attr(ENGINES[name])
+    params = inspect.signature(cls).parameters
+    return cls(jobs=jobs, device=device, **{k: v for k, v in options.items() if k in params})

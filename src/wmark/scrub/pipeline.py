@@ -260,36 +260,35 @@ def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, ac
               "listing": listing, **{k: v for k, v in final.settings().items()
                                      if k not in ("action", "alpha", "cutoff", "kind")}}
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, "scrub"):
-        state, resumed = _prepare_state(out, params, resume)
+    with folder_lock(out, "scrub"), make_engine(engine, jobs, dev, batch_size=batch_size) as eng:
+        state, resumed = _prepare_state(out, params, resume)  # after the engine: a missing one writes nothing
         units = src.units()
         write = action != "report"
         skipped = processed = 0
-        with make_engine(engine, jobs, dev) as eng:
-            act = Journal(state / "act.jsonl")
-            if fdr is None:
-                skipped, processed = _run_pass("detect+act", src, units, act, final, eng, out, write, on_error,
-                                               batch_size, None, progress)
-                cutoff = alpha
-            else:
-                det = Journal(state / "detect.jsonl")
-                s1, p1 = _run_pass("detect", src, units, det, Scrubber(action="report", alpha=0.5, **base), eng, out,
-                                   False, on_error, batch_size, None, progress)
-                _fault("decide")
-                cutoff = bh_cutoff((r["p_value"] for r in det.rows(u.index for u in units)), fdr)
-                write_atomic(state / "decision.json", json.dumps({"rule": "fdr", "q": fdr, "cutoff": cutoff}) + "\n")
-                final.cutoff = cutoff
-                if write:
-                    s2, p2 = _run_pass("act", src, units, act, final, eng, out, True, on_error, batch_size, det,
-                                       progress)
-                else:  # report: the decision is all pass 2 adds
-                    for u in units:
-                        if not act.done(u.index):
-                            rows = [{**r, "detected": is_marked(r["p_value"], cutoff=cutoff)}
-                                    for r in det.entries[u.index]["rows"]]
-                            act.commit(u.index, u.name, rows, [])
-                    s2, p2 = s1, 0
-                skipped, processed = min(s1, s2), max(p1, p2)
+        act = Journal(state / "act.jsonl")
+        if fdr is None:
+            skipped, processed = _run_pass("detect+act", src, units, act, final, eng, out, write, on_error,
+                                           batch_size, None, progress)
+            cutoff = alpha
+        else:
+            det = Journal(state / "detect.jsonl")
+            s1, p1 = _run_pass("detect", src, units, det, Scrubber(action="report", alpha=0.5, **base), eng, out,
+                               False, on_error, batch_size, None, progress)
+            _fault("decide")
+            cutoff = bh_cutoff((r["p_value"] for r in det.rows(u.index for u in units)), fdr)
+            write_atomic(state / "decision.json", json.dumps({"rule": "fdr", "q": fdr, "cutoff": cutoff}) + "\n")
+            final.cutoff = cutoff
+            if write:
+                s2, p2 = _run_pass("act", src, units, act, final, eng, out, True, on_error, batch_size, det,
+                                   progress)
+            else:  # report: the decision is all pass 2 adds
+                for u in units:
+                    if not act.done(u.index):
+                        rows = [{**r, "detected": is_marked(r["p_value"], cutoff=cutoff)}
+                                for r in det.entries[u.index]["rows"]]
+                        act.commit(u.index, u.name, rows, [])
+                s2, p2 = s1, 0
+            skipped, processed = min(s1, s2), max(p1, p2)
         _fault("manifest")
         rows = act.rows(u.index for u in units)
         marked = (lambda p: is_marked(p, alpha=alpha)) if fdr is None else (lambda p: is_marked(p, cutoff=cutoff))
