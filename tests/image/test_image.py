@@ -197,7 +197,7 @@ def test_null_pvalues(wm, shared_data, demo_key):
 
     imgs = load_images(shared_data / "train")[:120]
     gen = torch.Generator().manual_seed(123)
-    x = sample_batch(imgs, 200, 96, gen)
+    x = sample_batch(imgs, 150, 96, gen)
     dets = wm.detect(x, demo_key)
     ps = np.array([d.p_value for d in dets])
     assert (ps < 0.05).mean() <= 0.05
@@ -221,42 +221,24 @@ def test_null_pvalues_known_payload(wm, shared_data, demo_key):
     assert abs(agree.mean() - 0.5) < 0.03  # the best of 1024 shifts would agree ~0.64
 
 
-def test_known_payload_finds_alignment_under_noise(wm, photos, demo_key):
-    """Heavy blur + noise + JPEG hides the tile alignment from the key-blind energy (the blind read is
-    near chance); a known payload finds its own alignment and still detects strongly."""
+def test_blind_search_reports_the_denoised_read_under_noise(wm, photos, demo_key):
+    """Blind, heavy blur + noise + JPEG: where no hypothesis detects, the read reported (bits, p-value)
+    is the fallback one, the raw and low-passed reads summed -- more of its bits right than the raw
+    read at the shift of largest energy."""
     from wmark.attacks import get_attack
-
-    res = wm.embed(photos[1], demo_key, PAYLOAD)
-    x = torch.from_numpy(res.images.copy()).permute(2, 0, 1)[None].float() / 255
-    y = get_attack("degradation")(x, 0.4, torch.Generator().manual_seed(0))
-    y = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
-    blind = wm.detect(y, demo_key, search=False)
-    assert not blind.detected and (blind.bits == res.bits).mean() < 0.7
-    d = wm.detect(y, demo_key, payload=PAYLOAD, search=False)
-    assert d.detected and d.p_value < 1e-9
-    assert (d.bits == res.bits).mean() >= 0.8
-    # the search also reads denoised versions and keeps the best-agreeing read
-    ds = wm.detect(y, demo_key, payload=PAYLOAD)
-    assert ds.detected and (ds.bits == res.bits).mean() >= (d.bits == res.bits).mean()
-
-
-def test_blind_search_reads_denoised_views_under_noise(wm, photos, demo_key):
-    """Blind, heavy blur + noise + JPEG: no hypothesis detects, and the bits reported come from the raw
-    and low-passed reads summed -- more of them right than the single raw read; the p-value is still the
-    smallest over the hypotheses (the raw read's among them, x its Bonferroni factor)."""
-    from wmark.attacks import get_attack
-    from wmark.image.model import N_HYPOTHESES
 
     accs = []
     for i, photo in enumerate(photos):
-        res = wm.embed(photo, demo_key, PAYLOAD)
+        res = wm.embed(photo, demo_key, PAYLOAD, verify=False)
         x = torch.from_numpy(res.images.copy()).permute(2, 0, 1)[None].float() / 255
-        y = get_attack("degradation")(x, 0.4, torch.Generator().manual_seed(i))
+        y = get_attack("degradation")(x, 0.5, torch.Generator().manual_seed(i))
         y = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
-        single, ds = wm.detect(y, demo_key, search=False), wm.detect(y, demo_key)
-        assert not ds.detected and ds.payload is None
-        assert ds.p_value <= min(1.0, single.p_value * (N_HYPOTHESES + 1)) * (1 + 1e-9)
+        single, ds = wm.detect(y, demo_key, hypotheses=("shift",)), wm.detect(y, demo_key)
+        if ds.detected:
+            continue
+        assert ds.payload is None and ds.hypothesis == "denoised"
         accs.append(((single.bits == res.bits).mean(), (ds.bits == res.bits).mean()))
+    assert len(accs) >= 3
     raw, multi = np.mean(accs, 0)
     assert multi > raw + 0.03, (raw, multi)
 
@@ -284,7 +266,7 @@ def test_report_logits_prefers_origin_within_margin():
 
 def test_origin_shift_matches_embedding(wm, photos, demo_key):
     """origin_shift: where a clean marked image's tiles start on the decoder's shift grid, also for
-    images larger than the decoded view (centre crop); None where the crop offset is odd."""
+    images larger than the decoded view (a view whose offset is a whole number of tiles)."""
     from wmark.image.model import decode_view, origin_shift
     from wmark.image.nets import luma
 
@@ -295,35 +277,30 @@ def test_origin_shift_matches_embedding(wm, photos, demo_key):
         y = decode_view(luma(wm.embed_tensor(xi, demo_key)))
         al = wm.read_all(wm.decoder.features(y))[1]
         assert int(al.pow(2).sum(1).argmax()) == origin_shift((h, w), y.shape[-2:], f, t)
-    assert origin_shift((1539, 800), (1536, 800), f, t) is None
+    assert origin_shift((1539, 800), (1536, 800), f, t) == 0
+    assert origin_shift((1700, 800), (1536, 800), f, t) == 0
 
 
-def test_blind_bits_read_at_origin_under_heavy_noise(wm, shared_data, demo_key, monkeypatch):
-    """Blind, blur + noise + JPEG at 0.5 on uncropped photos: nothing detects, and the bits reported at
-    the tile origin (not a hypothesis: the p-values are unchanged) are on average more right than
-    those at the best-scoring shift."""
+def test_denoised_read_at_origin_under_heavy_noise(wm, shared_data, demo_key, monkeypatch):
+    """The denoised hypothesis reads at the image's own tile origin unless another shift clearly beats
+    it: blur + noise + JPEG at 0.5 on uncropped photos, more bits right than at the best-scoring shift."""
     from PIL import Image
 
     from wmark.attacks import get_attack
     from wmark.image import model as M
 
     paths = sorted((shared_data / "train").glob("bsds_*.jpg"))[4:12]
-    accs, pv = [], []
+    accs = []
     for i, p in enumerate(paths):
-        res = wm.embed(np.asarray(Image.open(p).convert("RGB")), demo_key, PAYLOAD)
+        res = wm.embed(np.asarray(Image.open(p).convert("RGB")), demo_key, PAYLOAD, verify=False)
         x = torch.from_numpy(res.images.copy()).permute(2, 0, 1)[None].float() / 255
         y = get_attack("degradation")(x, 0.5, torch.Generator().manual_seed(i))
         y = (y[0].permute(1, 2, 0) * 255).round().byte().numpy()
         with monkeypatch.context() as mp:
             mp.setattr(M, "ORIGIN_MARGIN", -1e9)  # never the origin
-            best = wm.detect(y, demo_key)
-        ds = wm.detect(y, demo_key)
-        if ds.detected:
-            continue
-        pv.append((best.p_value, ds.p_value))
+            best = wm.detect(y, demo_key, hypotheses=("denoised",))
+        ds = wm.detect(y, demo_key, hypotheses=("denoised",))
         accs.append(((best.bits == res.bits).mean(), (ds.bits == res.bits).mean()))
-    assert len(accs) >= 6, f"only {len(accs)} undetected reads"
-    assert all(a == b for a, b in pv), pv
     at_best, at_origin = np.mean(accs, 0)
     assert at_origin > at_best + 0.05, (at_best, at_origin)
 
@@ -382,15 +359,15 @@ def test_functional_core_shapes():
 def test_weak_known_detection_reads_low_passed_views(wm, shared_data, demo_key, monkeypatch):
     """A read that detects but with under RECHECK_AGREE of its bits agreeing with the codeword (heavy
     blur + noise + JPEG) also reads the low-passed views, whose sum is one more hypothesis: on average
-    more bits right than the single read, a p-value no larger than the single read's x its Bonferroni
-    factor. A marked image read with at least that agreement reads no low-passed view."""
+    more bits right than the single read, a p-value no larger than the single read's x the ratio of
+    Bonferroni factors. A marked image read with at least that agreement reads no low-passed view."""
     from wmark.attacks import get_attack
     from wmark.image import model as M
 
     views = []
     denoise = M.denoise_view
     monkeypatch.setattr(M, "denoise_view", lambda y, s: views.append(s) or denoise(y, s))
-    k = M.N_HYPOTHESES + 1 + len(M.DENOISE_SIGMAS)
+    k = len(M.HYPOTHESES)
     from PIL import Image
 
     photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((shared_data / "train").glob("bsds_*.jpg"))[:12]]
@@ -410,7 +387,8 @@ def test_weak_known_detection_reads_low_passed_views(wm, shared_data, demo_key, 
             views.clear()
             ds = wm.detect(y, demo_key, payload=PAYLOAD)
             assert views == list(M.DENOISE_SIGMAS)
-            assert ds.detected and ds.p_value <= min(1.0, single.p_value * k) * (1 + 1e-9)
+            # single: the QUICK pair (x2); the full table: x k over more reads, so at most k / 2 x larger
+            assert ds.detected and ds.p_value <= min(1.0, single.p_value * k / len(M.QUICK)) * (1 + 1e-9)
             gains.append((ds.bits == res.bits).mean() - (single.bits == res.bits).mean())
     assert len(gains) >= 8, f"only {len(gains)} reads in the weak-detection regime"
     assert np.mean(gains) > 0.01, gains

@@ -1,46 +1,54 @@
 """The image watermarker: training forward pass and inference ``embed`` / ``detect`` / ``strip``.
 
-Functional core (pure, no hidden state): :func:`residual`, :func:`read_logits`, :func:`strip_tensor`.
-:class:`ImageWatermarker` holds the networks, the keyed code (:mod:`wmark.codes`) and settings, loads
-shipped weights and converts PIL / numpy / tensors. Shapes for the defaults (n = 128 carried bits,
-6-byte payload, tile t = 32 working px = 64 native px, S = t * t cyclic shifts)::
+Functional core (pure, no hidden state): :func:`residual`, :func:`read_logits`, :func:`strip_residual`,
+:func:`osd_decode`. :class:`ImageWatermarker` holds the networks, the keyed code (:mod:`wmark.codes`)
+and settings, loads shipped weights and converts PIL / numpy / tensors. Shapes for the defaults
+(n = 128 carried bits, 6-byte payload, tile t = 32 working px = 64 native px, S = t * t shifts)::
 
     embed   payload -> codeword bits [n] -> encoder tile [1, 1, 64, 64], repeated over the image,
-            weighted by the perceptual mask, scaled to RMS ``rms`` -> residual [B, 1, H, W],
-            added to every channel
-    read    image [B, C, H, W] (centre crop <= MAX_DECODE_SIDE) -> prefilter features
-            [B, 4, H/2, W/2] folded to [B, 4, t, t] -> logits at every shift [B, n, S] -> logits
-            [B, n] at the shift of largest energy (both minus the null bias)
-    decide  payload unknown: min(union bound over the 2**48 codewords for the RS-decoded one,
-            exact binomial tail against the default payload's codeword) x 2, so marks made without
-            a payload detect at full strength; payload known: exact binomial tail against its
-            codeword at the key-blind shift and at the shift that agrees best with it (x S), x 2
-    search  p-value x K hypotheses (5 blind, 7 with a known payload): as given; best 2x2 pooling
-            phase; rotation / scale from the tile lattice; mirrored; the raw read summed with reads
-            low-passed at DENOISE_SIGMAS (known payload: each low-passed read too), made only where
-            the raw read does not detect or agrees on fewer than RECHECK_AGREE of its bits
+            weighted by the perceptual mask, scaled to RMS ``rms`` -> residual [B, 1, H, W], added
+            to every channel; the output is read back (``Embedded.detectable``)
+    read    image [B, C, H, W] -> luminance view <= MAX_DECODE_SIDE -> prefilter features
+            [B, 4, H/2, W/2] folded to [B, 4, t, t] -> logits at every cyclic shift [B, n, S]
+            (minus the null bias)
+    detect  the hypotheses of :data:`HYPOTHESES`, each one read and one test; p-value K x the
+            winner's, K = len(HYPOTHESES)
 
-Blind, where no hypothesis detects, the bits reported are the summed read's at the image's own tile
-origin unless another shift scores clearly higher (:func:`report_logits`): heavy noise hides the
-alignment long before it erases the bits. They are not a hypothesis, so no p-value depends on them.
+**Detection** is this one procedure; :func:`hypothesis_table` prints its table. Each hypothesis of
+:data:`HYPOTHESES` is a name, a *gate* and a *read*. The gate looks at the image only, never at the
+key, and says whether the hypothesis is worth its cost there (it decides cost, never validity); the
+read turns the image into logits at every cyclic shift [n, S] and picks one shift, also without the
+key. Each read is tested into its own p-value p_h (:meth:`ImageWatermarker.test_read`, a soft test:
+:func:`codeword_log_pvalue`). Payload unknown: x2 over the union bound over the 2**48 codewords for
+the best one decoded (Reed-Solomon with erasures, or :func:`osd_decode`) and the tail against the
+default payload's codeword. Payload known: its codeword's tail, and where the hypothesis searches
+shifts, x2 with the codeword's own best shift (x S) where that detects. Hypotheses are tried in
+table order; one is skipped once a read so far detects with at least its ``until`` fraction of bits
+agreeing. Whatever the gates and that stopping rule decide, the p-value reported is
+min(1, K p_winner) >= K min_h p_h, K = len(HYPOTHESES) however many were tried: Bonferroni over the
+whole table, valid for any rule of which to try. The winner is the detecting read of smallest
+p-value; where nothing detects, the ``fallback`` read (the denoised one, the most bits right under
+noise) or else the first. Its bits, agreement, payload and p-value are the ones reported;
+``Detection.hypothesis`` names it, ``Detection.tried`` lists what was read. Same-sized images are
+read as batches (:data:`BATCH_PIXELS` per pass).
 """
 from __future__ import annotations
 
-import math
 import io as _io
 import json
-from dataclasses import dataclass, field, replace
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from wmark.codes import PayloadCode, known_payload_pvalue, parse_payload
+from wmark.codes import PayloadCode, bits_to_bytes, parse_payload
 from wmark.image import io as imio
-from wmark.image.nets import (Decoder, Encoder, apply_residual, best_shift_logits, bits_to_signs, fold,
-                              gaussian_blur, luma, perceptual_mask, resize, shape_residual, standardize)
-from wmark.stats import bonferroni
+from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, gaussian_blur, luma,
+                              perceptual_mask, resize, shape_residual, standardize)
 
 DEFAULT_ALPHA = 1e-3
 
@@ -50,9 +58,12 @@ DEFAULT_ALPHA = 1e-3
 class Detection:
     """Detection result for one image.
 
-    ``bits`` [n] carried hard bits read by the decoder; ``confidence`` [n] per-bit confidence in
-    [0, 1] (|2 sigmoid(logit) - 1|); ``payload`` the RS-decoded payload (None if decoding failed);
-    ``p_value`` for "marked under this key"; ``detected`` = p_value < alpha."""
+    ``bits`` [n] carried hard bits of the winning read; ``confidence`` [n] per-bit confidence in
+    [0, 1] (|2 sigmoid(logit) - 1|); ``payload`` the decoded payload (payload unknown: only where
+    detected; None otherwise); ``p_value`` for "marked under this key" (K x the winning read's own,
+    Bonferroni over the ``n_hypotheses`` of the table); ``detected`` = p_value < alpha; ``agree`` the
+    winning read's bits agreeing with the codeword its test used; ``hypothesis`` the name of the
+    winning hypothesis (:data:`HYPOTHESES`); ``tried`` the hypotheses read, in order."""
 
     detected: bool
     p_value: float
@@ -63,6 +74,9 @@ class Detection:
     n_bits: int = 0
     n_corrected: int = 0
     alpha: float = DEFAULT_ALPHA
+    hypothesis: str = ""
+    n_hypotheses: int = 1
+    tried: tuple[str, ...] = ()
 
     @property
     def payload_hex(self) -> str | None:
@@ -72,16 +86,25 @@ class Detection:
         """JSON-ready dict of the scalar fields (``payload`` as hex or None; not ``bits`` / ``confidence``)."""
         return {"detected": bool(self.detected), "p_value": float(self.p_value), "payload": self.payload_hex,
                 "agree": int(self.agree), "n_bits": int(self.n_bits), "n_corrected": int(self.n_corrected),
-                "alpha": float(self.alpha)}
+                "alpha": float(self.alpha), "hypothesis": self.hypothesis, "n_hypotheses": int(self.n_hypotheses),
+                "tried": list(self.tried)}
 
 
 @dataclass(frozen=True)
 class Embedded:
-    """Marked images (same type and layout as the input) and the carried bits [n]."""
+    """Marked images (same type and layout as the input) and the carried bits [n].
+
+    ``detectable[i]``: the blind detector (payload unknown, ``DEFAULT_ALPHA``) finds image i's mark
+    and its payload in the output as returned (after 8-bit rounding for 8-bit outputs);
+    ``reasons[i]`` says why not where it does not (None where it does); ``p_values[i]`` that read's
+    p-value. Empty tuples where ``embed(verify=False)``."""
 
     images: Any
     payload: bytes
     bits: np.ndarray = field(repr=False)
+    detectable: tuple[bool, ...] = ()
+    reasons: tuple[str | None, ...] = ()
+    p_values: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,21 +126,48 @@ def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, rms: floa
     return shape_residual(tile, perceptual_mask(x), rms)
 
 
-MAX_DECODE_SIDE = 1536  # larger images are centre-cropped for decoding (crops cost nothing: see nets)
+def strip_residual(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: float,
+                   iters: int = 6) -> torch.Tensor:
+    """Remove the residual of ``signs`` from marked y [B, C, H, W]: fixed point x = y - r(x)."""
+    x = y
+    for _ in range(iters):
+        x = (y - residual(encoder, x, signs, rms)).clamp(0, 1)
+    return x
+
+
+MAX_DECODE_SIDE = 1536  # larger images are read through a view of this size (crops cost nothing: see nets)
+VIEW_ALIGN = 64  # the view's offset is a multiple of the tile period, so an uncropped image keeps its origin
+
+
+def view_offsets(size: Sequence[int], view: Sequence[int]) -> tuple[int, int]:
+    """Top-left (y0, x0) of the decoded view of ``view`` (h, w) in an image of ``size`` (H, W): about
+    centred, rounded down to a multiple of ``VIEW_ALIGN``."""
+    y0, x0 = ((s - v) // 2 // VIEW_ALIGN * VIEW_ALIGN for s, v in zip(size[:2], view[:2]))
+    return y0, x0
 
 
 def decode_view(x: torch.Tensor) -> torch.Tensor:
+    """[..., H, W] -> the part the decoder reads, at most MAX_DECODE_SIDE per side (:func:`view_offsets`)."""
     h, w = x.shape[-2:]
     ch, cw = min(h, MAX_DECODE_SIDE), min(w, MAX_DECODE_SIDE)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    y0, x0 = view_offsets((h, w), (ch, cw))
     return x[..., y0:y0 + ch, x0:x0 + cw]
 
 
 def read_logits(decoder: nn.Module, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Image [B, C, H, W] (any size >= 64 px) -> bit logits [B, n] at the best cyclic shift (minus the
-    null bias when given). Differentiable in x (the shift choice is not)."""
+    """Image [B, C, H, W] (any size >= 64 px) -> bit logits [B, n] at the shift of largest energy
+    (minus the null bias when given): the training / white-box read. Differentiable in x (the shift
+    choice is not)."""
     logits = decoder(decode_view(x))
     return logits if bias is None else logits - bias
+
+
+def origin_shift(size: Sequence[int], view: Sequence[int], factor: int, tile: int) -> int:
+    """Index (into the t * t cyclic shifts) where an image of ``size`` (H, W), read through its view of
+    ``view`` (h, w) (:func:`view_offsets`), has its tile origin if it was not cropped (0: the view's
+    offset is a whole number of tiles)."""
+    y0, x0 = view_offsets(size, view)
+    return (y0 // factor % tile) * tile + x0 // factor % tile
 
 
 def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
@@ -134,20 +184,30 @@ def geometry_view(y: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
     return decode_view(y)
 
 
-ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
-PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): the 2x2 pooling phase
-N_HYPOTHESES = 4  # as given; best pooling phase; geometry estimated from the tile lattice; mirrored
-LATTICE_MIN = 1.75  # lattice score below which no search is tried (unmarked crops: max 1.67 at 64 px)
-DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters also read (blind: summed with the raw read)
-RECHECK_AGREE = 0.9  # a detection whose bits agree with its codeword less than this reads the low-passed views too
-ORIGIN_MARGIN = 3.0  # blind bits where nothing detects: the uncropped alignment unless another scores this many
-# robust standard deviations (of the scores over all shifts) higher; chosen on the training photos, not Kodak
-
-
 def denoise_view(y: torch.Tensor, sigma: float) -> torch.Tensor:
     """Luminance y [B, 1, H, W] low-passed by a Gaussian of ``sigma`` native px (same shape): trades the
     mark's highest frequencies for much less broadband noise."""
     return gaussian_blur(y, sigma, "reflect")
+
+
+def noise_level(y: torch.Tensor) -> torch.Tensor:
+    """Luminance y [B, 1, H, W] -> [B]: a robust estimate of its noise standard deviation, the median
+    absolute Haar diagonal detail / 0.6745 (Donoho). Cheap (no network pass); textures raise it too."""
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    a = y[..., :h, :w]
+    hh = (a[..., 0::2, 0::2] - a[..., 1::2, 0::2] - a[..., 0::2, 1::2] + a[..., 1::2, 1::2]) / 2
+    return hh.abs().flatten(1).median(-1).values / 0.6745
+
+
+def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
+    """The other pooling phases of y [B, 1, H, W]: views shifted by one native pixel (odd crop
+    offsets put the tile half a working pixel off the decoder's grid)."""
+    return [y[..., py:, px:] for py, px in PHASES]
+
+
+def _median_energy(a: torch.Tensor) -> torch.Tensor:
+    """Logits at every shift [B, n, S] -> the median over shifts of the energy [B, 1, 1]."""
+    return a.pow(2).sum(1).median(-1).values.clamp_min(1e-12).view(-1, 1, 1)
 
 
 def combine_views(shifts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,12 +216,32 @@ def combine_views(shifts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     by the square root of its median shift energy (its scale where no alignment stands out) before
     summing; the sum is rescaled to the first view's scale. Key-blind, so the bits stay uniform under
     the null."""
-    def med(a: torch.Tensor) -> torch.Tensor:  # [B, 1, 1]
-        return a.pow(2).sum(1).median(-1).values.clamp_min(1e-12).view(-1, 1, 1)
+    total = sum(a / _median_energy(a).sqrt() for a in shifts)
+    total = total * (_median_energy(shifts[0]) / _median_energy(total)).sqrt()
+    return energy_logits(total), total
 
-    total = sum(a / med(a).sqrt() for a in shifts)
-    total = total * (med(shifts[0]) / med(total)).sqrt()
-    return best_shift_logits(total), total
+
+def energy_shift(shifts: torch.Tensor) -> torch.Tensor:
+    """Logits at every shift [B, n, S] -> index [B] of the shift of largest energy (sum of squares)."""
+    return shifts.detach().pow(2).sum(1).argmax(-1)
+
+
+def peak_ratio(shifts: torch.Tensor) -> torch.Tensor:
+    """[B, n, S] -> [B]: the largest logit energy over shifts / its median. About 1-2 without a mark
+    (or under the wrong geometry), larger where one alignment stands out; unlike the energy it does
+    not grow with the view's size or smoothness, and it ignores the signs and the key."""
+    e = shifts.pow(2).sum(1)
+    return e.max(-1).values / e.median(-1).values.clamp_min(1e-12)
+
+
+def at_shift(shifts: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Logits at every shift [B, n, S] and shift indices [B] -> logits [B, n]."""
+    return shifts.gather(2, idx.view(-1, 1, 1).expand(-1, shifts.shape[1], 1)).squeeze(-1)
+
+
+def energy_logits(shifts: torch.Tensor) -> torch.Tensor:
+    """[B, n, S] -> [B, n] at the shift of largest energy."""
+    return at_shift(shifts, energy_shift(shifts))
 
 
 def alignment_scores(shifts: torch.Tensor) -> torch.Tensor:
@@ -173,23 +253,13 @@ def alignment_scores(shifts: torch.Tensor) -> torch.Tensor:
     return (a + torch.nn.functional.softplus(-2 * a) - math.log(2)).sum(1)
 
 
-def origin_shift(size: Sequence[int], view: Sequence[int], factor: int, tile: int) -> int | None:
-    """Index (into the t * t cyclic shifts) where an image of ``size`` (H, W), read through its centred
-    view of ``view`` (h, w), has its tile origin if it was not cropped (None where the view's offset
-    falls between working pixels)."""
-    y0, x0 = (size[0] - view[0]) // 2, (size[1] - view[1]) // 2
-    if y0 % factor or x0 % factor:
-        return None
-    return (y0 // factor % tile) * tile + x0 // factor % tile
-
-
-def report_logits(shifts: torch.Tensor, origin: int | None, margin: float | None = None) -> torch.Tensor:
-    """Logits [B, n] reported by a blind read where no hypothesis detects, from the logits at every
-    shift [B, n, S]: at the image's own tile origin (see :func:`origin_shift`; most images are not
-    cropped) unless another shift's :func:`alignment_scores` beats the origin's by over ``ORIGIN_MARGIN``
-    robust standard deviations (1.4826 x the median absolute deviation of the scores over shifts;
-    ``margin`` overrides it), else at the shift of best score. Key-blind. The margin's choice:
-    ``bench/origin_margin.py``."""
+def origin_rule(shifts: torch.Tensor, origin: int | None, margin: float | None = None) -> torch.Tensor:
+    """The shift [B] the low-passed reads are taken at, from the logits at every shift [B, n, S]: the
+    image's own tile origin (:func:`origin_shift`; most images are not cropped) unless another shift's
+    :func:`alignment_scores` beats the origin's by over ``ORIGIN_MARGIN`` robust standard deviations
+    (1.4826 x the median absolute deviation of the scores over shifts; ``margin`` overrides it), else
+    the shift of best score. Key-blind. Heavy noise hides the alignment from the energy long before it
+    erases the bits; the margin's choice: ``bench/origin_margin.py``."""
     sc = alignment_scores(shifts)  # [B, S]
     idx = sc.argmax(-1)
     if origin is not None:
@@ -197,32 +267,342 @@ def report_logits(shifts: torch.Tensor, origin: int | None, margin: float | None
         spread = 1.4826 * (sc - med).abs().median(-1).values.clamp_min(1e-12)
         keep = sc[:, origin] + (ORIGIN_MARGIN if margin is None else margin) * spread >= sc.max(-1).values
         idx = torch.where(keep, torch.full_like(idx, origin), idx)
-    return shifts.gather(2, idx.view(-1, 1, 1).expand(-1, shifts.shape[1], 1)).squeeze(-1)
+    return idx
 
 
-def phase_views(y: torch.Tensor) -> list[torch.Tensor]:
-    """The other pooling phases of y [B, 1, H, W]: views shifted by one native pixel (odd crop
-    offsets put the tile half a working pixel off the decoder's grid)."""
-    return [y[..., py:, px:] for py, px in PHASES]
+def report_logits(shifts: torch.Tensor, origin: int | None, margin: float | None = None) -> torch.Tensor:
+    """Logits [B, n] at :func:`origin_rule`'s shift."""
+    return at_shift(shifts, origin_rule(shifts, origin, margin))
 
 
-def strip_tensor(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: float,
-                 iters: int = 6) -> torch.Tensor:
-    """Remove the residual of ``signs`` from marked y [B, C, H, W]: fixed point x = y - r(x)."""
-    x = y
-    for _ in range(iters):
-        x = (y - residual(encoder, x, signs, rms)).clamp(0, 1)
-    return x
+# -- soft-decision decoding of the keyed code ----------------------------------------------------
+@dataclass(frozen=True)
+class CodeMatrix:
+    """The keyed code as a binary affine map: carried bits = (payload bits [k] @ ``generator``
+    [k, n]) mod 2 XOR ``keystream`` [n]. Reed-Solomon over GF(256) is linear over GF(2), and the keyed
+    permutation and XOR keep it affine, so the 2**k codewords are exactly these (:meth:`of`)."""
+
+    generator: np.ndarray  # [k, n] uint8
+    keystream: np.ndarray  # [n] uint8
+
+    @classmethod
+    def of(cls, code: PayloadCode, key) -> "CodeMatrix":
+        k = code.k_bits
+        zero = code.encode(bytes(code.data_bytes), key)  # = keystream (the zero payload's codeword is 0)
+        rows = [code.encode(bits_to_bytes(np.eye(k, dtype=np.uint8)[j]), key) ^ zero for j in range(k)]
+        return cls(np.stack(rows).astype(np.uint8), zero.astype(np.uint8))
+
+    def encode(self, payload_bits: np.ndarray) -> np.ndarray:
+        return ((payload_bits.astype(np.int64) @ self.generator) % 2).astype(np.uint8) ^ self.keystream
 
 
-def _best(cands: list[Detection], fallback: Callable[[], Detection] | None) -> Detection:
-    """The candidate of smallest p-value; where none detects and a ``fallback`` read is given (made only
-    then), that read's bits (and decoding; not a hypothesis, so never detected and no payload) with the
-    smallest p-value."""
-    best = min(cands, key=lambda c: c.p_value)
-    if best.detected or fallback is None:
-        return best
-    return replace(fallback(), p_value=best.p_value, detected=False, payload=None)
+def osd_decode(logits: np.ndarray, cm: CodeMatrix, order: int = 2) -> tuple[np.ndarray, int]:
+    """Ordered-statistics decoding of carried-bit logits [n] -> (carried codeword [n], bits agreeing
+    with it). The k most reliable independent positions (largest |logit|) fix a codeword; every
+    pattern of at most ``order`` flips among them gives another (1 + k + k(k-1)/2 for order 2); the
+    one of largest correlation with the logits wins (:func:`correlation`). It finds the codeword where
+    a few dozen bits are wrong as long as at most ``order`` of them are among the most reliable, far
+    beyond the 5 byte errors Reed-Solomon corrects. Whatever codeword a decoder picks, the union bound
+    keeps the p-value valid (:func:`codeword_log_pvalue`)."""
+    g = cm.generator
+    k, n = g.shape
+    lg = np.asarray(logits, dtype=np.float64).reshape(-1)
+    y = (lg > 0).astype(np.uint8) ^ cm.keystream  # the received word in code space
+    rel = np.abs(lg)
+    m = g.copy()
+    pivots: list[int] = []
+    for col in np.argsort(-rel, kind="stable"):  # row-reduce on the most reliable independent columns
+        r = len(pivots)
+        if r == k:
+            break
+        nz = np.flatnonzero(m[r:, col])
+        if nz.size == 0:
+            continue
+        if nz[0]:
+            m[[r, r + nz[0]]] = m[[r + nz[0], r]]
+        others = np.flatnonzero(m[:, col])
+        m[others[others != r]] ^= m[r]
+        pivots.append(int(col))
+    c0 = (y[pivots].astype(np.int64) @ m % 2).astype(np.uint8)  # row r of m has its pivot 1 at pivots[r]
+    cands = [c0[None]]
+    if order >= 1:
+        cands.append(c0[None] ^ m)
+    if order >= 2:
+        i, j = np.triu_indices(k, 1)
+        cands.append(c0[None] ^ m[i] ^ m[j])
+    diff = np.concatenate(cands) ^ y[None]
+    best = int(np.argmin(diff @ rel))  # the largest correlation sum_i logit_i (2 c_i - 1)
+    return (diff[best] ^ y) ^ cm.keystream, int(n - diff[best].sum())
+
+
+def correlation(logits: np.ndarray, carried: np.ndarray) -> float:
+    """sum_i logit_i (2 c_i - 1): logits [n] against carried codeword bits c [n] (0/1)."""
+    return float(np.dot(logits, 2.0 * carried - 1.0))
+
+
+def rademacher_log_tail(w: np.ndarray, t: float) -> float:
+    """ln of the Chernoff bound on P[sum_i w_i s_i >= t] for s_i iid uniform on {-1, +1}:
+    min over lam >= 0 of -lam t + sum_i ln cosh(lam w_i) (0 for t <= 0; -(number of w_i > 0) ln 2,
+    the probability of all signs right, for t = sum |w_i|)."""
+    w = np.abs(np.asarray(w, dtype=np.float64).reshape(-1))
+    top = float(w.sum())
+    if t <= 0 or top <= 0:
+        return 0.0
+    if t >= top * (1 - 1e-12):
+        return -float((w > 0).sum()) * math.log(2)
+
+    def grad(lam: float) -> float:  # d/dlam of the exponent + t: increasing in lam
+        return float(np.dot(w, np.tanh(lam * w)))
+
+    lo, hi = 0.0, 1.0 / float(w.max())
+    for _ in range(200):
+        if grad(hi) >= t:
+            break
+        lo, hi = hi, 2 * hi
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if grad(mid) < t else (lo, mid)
+    lam = hi
+    a = lam * w
+    return min(0.0, float(-lam * t + np.sum(a + np.log1p(np.exp(-2 * a)) - math.log(2))))
+
+
+def codeword_log_pvalue(logits: np.ndarray, carried: np.ndarray, n_codewords: float = 1.0) -> float:
+    """ln p-value of "the logits [n] carry codeword ``carried`` [n]" out of ``n_codewords`` searched
+    (2**48 for the best decoded one: the union bound; 1 for a known payload's): ln n_codewords + the
+    Chernoff tail of its correlation (:func:`rademacher_log_tail` with weights |logit|). Valid because
+    without the mark (or under another key) the descrambled signs are iid uniform whatever the logits'
+    magnitudes: the key's XOR stream is independent of the image. A soft test: bits read with little
+    confidence weigh little, so a read with 15 of 128 bits wrong, mostly the unsure ones, still
+    detects (the hard count's binomial tail would not)."""
+    return min(0.0, math.log(n_codewords) + rademacher_log_tail(logits, correlation(logits, carried)))
+
+
+# -- detection settings ------------------------------------------------------------------------
+ANGLE_REFINE = (-0.4, -0.2, 0.0, 0.2, 0.4)  # degrees around the lattice estimate
+PHASES = ((0, 1), (1, 0), (1, 1))  # native-pixel offsets tried besides (0, 0): the 2x2 pooling phase
+LATTICE_MIN = (1.75, 1.5)  # lattice score from which the geometric reads are tried, views < / >= 96 px per side
+# (above the largest of 120 unmarked training crops per size: 1.71 at 64 px, 1.38-1.46 at 96-512 px)
+DENOISE_SIGMAS = (0.8, 1.6)  # native px: Gaussian pre-filters read where the raw reads are weak
+RECHECK_AGREE = 0.9  # a read so far agreeing with its codeword on fewer bits than this: the low-passed views are read
+NOISE_MIN = 2.5 / 255  # noise level (noise_level) from which the low-passed reads are made: on 20 training photos
+# they decided a detection only at 3.7/255 and up (noise, the degradation chain); unmarked photos: median 1.9/255
+ORIGIN_MARGIN = 3.0  # see origin_rule; chosen on the training photos, not Kodak (bench/origin_margin.py)
+OSD_ORDER = 2  # flips tried among the most reliable bits (osd_decode)
+BATCH_PIXELS = {"cuda": 2 ** 24, "cpu": 0}  # decoded-view pixels per batched pass, by device type (0: one
+# image per pass). On CPU a batch is slower per image (the prefilter's activations leave the cache: 512 px,
+# 1 thread, 38 ms per image one at a time, 70 at 4, 105 at 8); results do not depend on it
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One row of the detection table. ``gate(search, i)``: image i's read is worth its cost (looks at
+    the image only); ``read(search, idx)``: one :class:`Read` per image of ``idx`` (None where the read
+    turns out to be another hypothesis's); ``until``: skipped once a read so far detects with at least
+    this fraction of its bits agreeing with its codeword (1: unless perfect, 0: unless detected);
+    ``aligns``: with a known payload, the codeword's own best shift is tested too (x S);
+    ``fallback``: the read reported where no read detects; ``exists_for``, ``gates``, ``reads``: the
+    same in words (:func:`hypothesis_table`)."""
+
+    name: str
+    exists_for: str
+    gates: str
+    reads: str
+    gate: Callable[["_Search", int], bool] = field(repr=False)
+    read: Callable[["_Search", list[int]], list["Read | None"]] = field(repr=False)
+    until: float = 0.0
+    aligns: bool = True
+    fallback: bool = False
+
+
+@dataclass(frozen=True)
+class Read:
+    """One hypothesis's read of one image: logits (minus the null bias) at every cyclic shift [n, S]
+    and the shift chosen without the key."""
+
+    shifts: torch.Tensor
+    shift: int
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.shifts[:, self.shift]
+
+
+class _Search:
+    """The reads of a batch of same-sized images y [B, 1, h, w] (decoded views of luminance), computed
+    once each, batched, on demand: the raw read, the lattice estimate, the low-passed reads."""
+
+    def __init__(self, wm: "ImageWatermarker", y: torch.Tensor, origin: int, names: Sequence[str] = ()):
+        self.wm, self.y, self.origin, self.names = wm, y, origin, tuple(names)
+        self.feats = wm.decoder.features(y)
+        self.raw = wm.shift_logits(self.feats)  # [B, n, S]
+        self.peak = energy_shift(self.raw).tolist()
+        self.ratio = peak_ratio(self.raw).tolist()
+        self.noise = noise_level(y).tolist()
+        self._lattice: dict[int, tuple[float, float, float]] = {}
+        self._low: dict[int, list[torch.Tensor]] = {}
+
+    def lattice(self, i: int) -> tuple[float, float, float]:
+        """(angle, scale, score) of the tile lattice of image i (:meth:`ImageWatermarker.estimate_geometry`)."""
+        if i not in self._lattice:
+            self._lattice[i] = self.wm.estimate_geometry(self.y[i:i + 1], self.feats[i:i + 1])
+        return self._lattice[i]
+
+    def lattice_seen(self, i: int) -> bool:
+        return self.lattice(i)[2] >= lattice_min(self.y.shape[-2:])
+
+    def geometric(self, i: int) -> bool:
+        ang, scale, _ = self.lattice(i)
+        return abs(ang) > 0.05 or abs(scale - 1) > 0.004
+
+    def low(self, idx: list[int]) -> list[list[torch.Tensor]]:
+        """The low-passed reads [n, S] of each image of ``idx``, one per ``DENOISE_SIGMAS``."""
+        need = [i for i in idx if i not in self._low]
+        if need:
+            yi = self.y[need]
+            reads = [self.wm.shift_logits(self.wm.decoder.features(denoise_view(yi, s))) for s in DENOISE_SIGMAS]
+            for j, i in enumerate(need):
+                self._low[i] = [r[j] for r in reads]
+        return [self._low[i] for i in idx]
+
+    def at_origin_rule(self, shifts: torch.Tensor) -> Read:
+        return Read(shifts, int(origin_rule(shifts[None], self.origin)[0]))
+
+
+def lattice_min(view: Sequence[int]) -> float:
+    """The lattice score from which a view of ``view`` (h, w) native px shows the tile lattice."""
+    return LATTICE_MIN[0] if min(view) < 96 else LATTICE_MIN[1]
+
+
+def _always(s: _Search, i: int) -> bool:
+    return True
+
+
+def _read_origin(s: _Search, idx: list[int]) -> list[Read | None]:
+    return [Read(s.raw[i], s.origin) for i in idx]
+
+
+def _gate_shift(s: _Search, i: int) -> bool:
+    return s.peak[i] != s.origin or "origin" not in s.names  # else it is the origin's read
+
+
+def _read_shift(s: _Search, idx: list[int]) -> list[Read | None]:
+    return [Read(s.raw[i], s.peak[i]) for i in idx]
+
+
+def _gate_phase(s: _Search, i: int) -> bool:
+    return s.peak[i] != s.origin and s.lattice_seen(i) and not s.geometric(i)
+
+
+def _read_phase(s: _Search, idx: list[int]) -> list[Read | None]:
+    yi = s.y[idx]
+    reads = [s.wm.shift_logits(s.wm.decoder.features(v)) for v in phase_views(yi)]  # each [b, n, S]
+    ratios = torch.stack([peak_ratio(r) for r in reads])  # [3, b]
+    out: list[Read | None] = []
+    for j, i in enumerate(idx):
+        p = int(ratios[:, j].argmax())
+        if float(ratios[p, j]) <= s.ratio[i]:  # the image as given aligns best: the shift hypothesis's read
+            out.append(None)
+            continue
+        sh = reads[p][j]
+        out.append(Read(sh, int(energy_shift(sh[None])[0])))
+    return out
+
+
+def _gate_noisy(s: _Search, i: int) -> bool:
+    return s.noise[i] >= NOISE_MIN
+
+
+def _read_denoised(s: _Search, idx: list[int]) -> list[Read | None]:
+    low = s.low(idx)
+    return [s.at_origin_rule(combine_views([s.raw[i][None]] + [v[None] for v in lo])[1][0])
+            for i, lo in zip(idx, low)]
+
+
+def _read_low(which: int) -> Callable[[_Search, list[int]], list[Read | None]]:
+    def read(s: _Search, idx: list[int]) -> list[Read | None]:
+        return [s.at_origin_rule(lo[which]) for lo in s.low(idx)]
+    return read
+
+
+def _gate_geometry(s: _Search, i: int) -> bool:
+    return s.lattice_seen(i) and s.geometric(i)
+
+
+def _read_geometry(s: _Search, idx: list[int]) -> list[Read | None]:
+    out: list[Read | None] = []
+    for i in idx:
+        ang, scale, _ = s.lattice(i)
+        sh = s.wm.geometry_read(s.y[i:i + 1], ang, scale)[0]
+        out.append(Read(sh, int(energy_shift(sh[None])[0])))
+    return out
+
+
+def _gate_mirror(s: _Search, i: int) -> bool:
+    return s.lattice_seen(i)
+
+
+def _read_mirror(s: _Search, idx: list[int]) -> list[Read | None]:
+    sh = s.wm.shift_logits(s.wm.decoder.features(s.y[idx].flip(-1)))
+    return [Read(sh[j], int(energy_shift(sh[j:j + 1])[0])) for j in range(len(idx))]
+
+
+#: The detection table, in the order tried. K = len(HYPOTHESES) in every p-value (the rows named by
+#: ``detect(hypotheses=...)`` where given; ``search=False``: QUICK).
+HYPOTHESES: tuple[Hypothesis, ...] = (
+    Hypothesis("origin", "an image as marked, not cropped (most images)",
+               "always (an image's own tile origin follows from its size)",
+               "the image as given, at its own tile origin", _always, _read_origin, 1.0, aligns=False),
+    Hypothesis("shift", "crops and translations (by even offsets)",
+               "the shift of largest logit energy is not the origin",
+               "the image as given, at the shift of largest logit energy", _gate_shift, _read_shift, 1.0),
+    Hypothesis("phase", "crops at odd offsets (the tile half a working pixel off the 2x2 grid)",
+               "the tile lattice is seen (lattice_min) unrotated and unscaled, and the energy's shift "
+               "is not the origin", "the other 2x2 pooling phase of largest peak ratio where it beats the image "
+               "as given, at its shift of largest energy", _gate_phase, _read_phase, 1.0),
+    Hypothesis("denoised", "noise, blur, heavy compression (the degradation chain)",
+               f"the image is noisy (noise_level >= {NOISE_MIN * 255:g}/255)",
+               f"the raw read and reads low-passed at sigma {DENOISE_SIGMAS} px summed (each scaled by its "
+               "median shift energy), at the origin unless another shift's alignment score beats it "
+               f"by {ORIGIN_MARGIN:g} robust SDs", _gate_noisy, _read_denoised, RECHECK_AGREE, fallback=True),
+    Hypothesis(f"lowpass-{DENOISE_SIGMAS[0]:g}", "heavy JPEG, noise where the sum still misses", "as denoised",
+               f"the read low-passed at sigma {DENOISE_SIGMAS[0]:g} px alone, at the same rule's shift",
+               _gate_noisy, _read_low(0), RECHECK_AGREE),
+    Hypothesis(f"lowpass-{DENOISE_SIGMAS[1]:g}", "heavy noise", "as denoised",
+               f"the read low-passed at sigma {DENOISE_SIGMAS[1]:g} px alone, at the same rule's shift",
+               _gate_noisy, _read_low(1), RECHECK_AGREE),
+    Hypothesis("geometry", "rotation and resizing", "the tile lattice is seen (lattice_min), rotated or scaled",
+               "rotation and scale estimated from the tile lattice undone, refined by peak ratio (the estimate "
+               "or a square-lattice alias; angle +-0.4 deg; scale +-0.3%; pooling phase), at the shift of "
+               "largest energy", _gate_geometry, _read_geometry, 0.0),
+    Hypothesis("mirror", "horizontal flips", "the tile lattice is seen (lattice_min)",
+               "the image flipped left-right, at the shift of largest energy", _gate_mirror, _read_mirror, 0.0),
+)
+#: the hypotheses of ``detect(search=False)``: one decoder pass on the image as given
+QUICK = ("origin", "shift")
+
+
+def hypothesis_table() -> str:
+    """:data:`HYPOTHESES` as a markdown table."""
+    rows = ["| # | hypothesis | exists for | tried where (key-blind) | reads | skipped once a read detects with |",
+            "|---|---|---|---|---|---|"]
+    for j, h in enumerate(HYPOTHESES, 1):
+        stop = "any agreement" if h.until == 0 else ("all bits agreeing" if h.until == 1 else
+                                                     f">= {h.until:.0%} of bits agreeing")
+        rows.append(f"| {j} | {h.name} | {h.exists_for} | {h.gates} | {h.reads} | {stop} |")
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """A read's test: its own p-value (before x K), the logits it reports [n], the agreement with
+    the codeword it tested, the decoded payload and the bytes corrected."""
+
+    p: float
+    logits: np.ndarray
+    agree: int
+    payload: bytes | None
+    n_corrected: int
 
 
 def weights_blob(name: str = "default") -> bytes:
@@ -268,6 +648,7 @@ class ImageWatermarker(nn.Module):
         self.decoder = Decoder(c.n_bits, c.tile, c.factor, c.dec_ch, c.dec_depth, c.dec_out)
         self.register_buffer("null_bias", torch.zeros(c.n_bits))
         self._lattice: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._codes: OrderedDict = OrderedDict()  # key -> (CodeMatrix, default codeword), a few keys
 
     # -- training ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, bits: torch.Tensor, attack=None,
@@ -313,7 +694,7 @@ class ImageWatermarker(nn.Module):
     def device(self) -> torch.device:
         return self.null_bias.device
 
-    # -- inference -----------------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------------
     def _signs(self, payload, key, b: int) -> tuple[torch.Tensor, np.ndarray, bytes]:
         data = parse_payload(payload, self.code.data_bytes)
         bits = self.code.encode(data, key)
@@ -330,65 +711,29 @@ class ImageWatermarker(nn.Module):
 
     @torch.no_grad()
     def logits_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Bit logits [B, n] of images x [B, C, H, W]."""
+        """Bit logits [B, n] of images x [B, C, H, W] at the shift of largest energy (:func:`read_logits`)."""
         self.eval()
         return read_logits(self.decoder, x.to(self.device), self.null_bias)
 
-    def _decide(self, lg: np.ndarray, key, payload=None, alpha: float = DEFAULT_ALPHA, mult: int = 1,
-                shifts: np.ndarray | None = None) -> Detection:
-        """Logits [n] of one image -> Detection; the p-value is multiplied by ``mult`` (Bonferroni over
-        the geometric hypotheses searched). ``shifts`` [n, S]: the logits at every cyclic shift, used
-        with a known ``payload`` to test the shift that agrees best with its codeword (x S); the bits
-        reported are that shift's only where that test detects (the best of S shifts agrees with any
-        codeword about 64% of the time, so elsewhere the key-blind shift's bits are kept)."""
-        n = self.code.n_bits
-        if payload is not None:
-            expected = self.code.encode(payload, key)
-            agree = int((expected == (lg > 0)).sum())
-            p = float(known_payload_pvalue(agree, n))
-            if shifts is not None:  # the codeword's own alignment: best of S shifts, Bonferroni x S, x2
-                agree_s = ((shifts > 0) == expected[:, None].astype(bool)).sum(0)
-                j = int(agree_s.argmax())
-                p_s = float(known_payload_pvalue(int(agree_s[j]), n)) * shifts.shape[1]
-                if p_s < p and 2.0 * p_s * mult < alpha:  # report that alignment's bits only when it detects
-                    lg, agree = shifts[:, j], int(agree_s[j])
-                p = 2.0 * min(p, p_s)
-        hard = (lg > 0).astype(np.uint8)
-        conf = np.abs(np.tanh(lg / 2))  # |2 sigmoid - 1|
-        r = self.code.decode(hard, key, conf)
-        if payload is not None:
-            p = float(bonferroni(p, mult))
-            return Detection(p < alpha, p, r.payload, hard, conf, agree, n, r.n_corrected, alpha)
-        # unknown payload: the best of (any RS codeword, union bound) and (the default all-zero
-        # payload, exact binomial), Bonferroni x2 -- marks made without a payload detect strongly
-        ref = self.code.encode(None, key)
-        agree0 = int((ref == hard).sum())
-        p0 = float(known_payload_pvalue(agree0, n))
-        if p0 < r.p_value:
-            p, payload_read, agree = p0, bytes(self.code.data_bytes), agree0
-        else:
-            p, payload_read, agree = r.p_value, r.payload, r.agree
-        p = float(bonferroni(p, 2 * mult))
-        return Detection(p < alpha, p, payload_read if p < alpha else None, hard, conf, agree, n, r.n_corrected,
-                         alpha)
-
-    def _detect_logits(self, logits: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA,
-                       mult: int = 1, shifts: torch.Tensor | None = None) -> list[Detection]:
-        """Logits [B, n] (and optionally those at every shift [B, n, S]) -> one Detection per image."""
-        lg = logits.detach().cpu().double().numpy()
-        sh = None if shifts is None or payload is None else shifts.detach().cpu().double().numpy()
-        return [self._decide(lg[i], key, payload, alpha, mult, None if sh is None else sh[i])
-                for i in range(lg.shape[0])]
+    def shift_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Prefilter output [B, C, h, w] -> logits at every cyclic shift [B, n, t * t], minus the null
+        bias: every read of the detector goes through here."""
+        al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
+        return (al - self.null_bias.view(1, -1, 1, 1)).flatten(2)
 
     def read_all(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prefilter output [B, C, h, w] -> (logits [B, n] at the shift of largest energy, logits at
-        every cyclic shift [B, n, t * t]), both minus the null bias (same numbers as :meth:`logits_tensor`)."""
-        al = self.decoder.all_shifts(standardize(fold(features, self.config.tile)))
-        return best_shift_logits(al) - self.null_bias, (al - self.null_bias.view(1, -1, 1, 1)).flatten(2)
+        """(logits [B, n] at the shift of largest energy, logits at every shift [B, n, S]) of prefilter
+        output [B, C, h, w] (:meth:`shift_logits`)."""
+        sh = self.shift_logits(features)
+        return energy_logits(sh), sh
 
     def low_passed_reads(self, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """:meth:`read_all` of luminance y [B, 1, H, W] low-passed by each of ``DENOISE_SIGMAS``."""
-        return [self.read_all(self.decoder.features(denoise_view(y, sigma))) for sigma in DENOISE_SIGMAS]
+        """(logits at the energy's shift [B, n], at every shift [B, n, S]) of luminance y [B, 1, H, W]
+        low-passed by each of ``DENOISE_SIGMAS``."""
+        out = []
+        for sigma in DENOISE_SIGMAS:
+            out.append(self.read_all(self.decoder.features(denoise_view(y, sigma))))
+        return out
 
     def lattice(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The strongest lattice frequencies of this encoder's tiles and their weights (cached)."""
@@ -414,33 +759,20 @@ class ImageWatermarker(nn.Module):
                 features = self.decoder.features(x)
         return estimate_geometry(features.float().cpu(), pts, wts, self.config.tile, max_side=384, highpass=False)
 
-    def _scored(self, features: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
-        """Prefilter output [1, C, h, w] -> (peak ratio, logits [1, n] at the best cyclic shift, logits
-        at every shift [1, n, t * t]), logits minus the null bias.
+    def _pick(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor]:
+        """(index, peak ratio, logits at every shift [1, n, S]) of the view of largest peak ratio."""
+        reads = [self.shift_logits(self.decoder.features(v)) for v in views]
+        ratios = [float(peak_ratio(r)[0]) for r in reads]
+        j = int(np.argmax(ratios))
+        return j, ratios[j], reads[j]
 
-        The peak ratio = the largest logit energy over cyclic shifts / its median: about 1-2 without
-        a mark (or under the wrong geometry) and large when one alignment stands out. Unlike the raw
-        energy it does not grow with the view's size or smoothness, and it ignores the signs and the
-        key (so choosing among views by it keeps the bits uniform under the null)."""
-        al = self.read_all(features)[1]  # [1, n, t * t]
-        e = al.pow(2).sum(1)[0]  # [t * t]
-        i = int(e.argmax())
-        return float(e[i] / e.median().clamp_min(1e-12)), al[..., i], al
-
-    def _pick(self, views: list[torch.Tensor]) -> tuple[int, float, torch.Tensor, torch.Tensor]:
-        """(index, peak ratio, logits [1, n], logits at every shift [1, n, t * t]) of the view with the
-        largest peak ratio."""
-        scored = [self._scored(self.decoder.features(v)) for v in views]
-        j = int(np.argmax([sc[0] for sc in scored]))
-        return (j, *scored[j])
-
-    def _geometry_logits(self, y: torch.Tensor, ang: float, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits [1, n] (and at every shift [1, n, t * t]) of luminance y [1, 1, H, W] with the
-        estimated rotation / scale undone. Each choice is by peak ratio (sign- and key-blind): the
-        estimate or a square-lattice alias (theta + 45, scale * or / sqrt 2, sharing half the
-        lattice's peaks); the angle (+-0.4 deg, and theta -+ 90 near +-45, which the lattice cannot
-        tell apart); the scale (+-0.3%, or exactly 1 when close); the pooling phase. ``ang`` /
-        ``scale``: the lattice estimate (:meth:`estimate_geometry`)."""
+    def geometry_read(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor:
+        """Logits at every shift [1, n, S] of luminance y [1, 1, H, W] with the estimated rotation /
+        scale undone. Each choice is by peak ratio (sign- and key-blind): the estimate or a
+        square-lattice alias (theta + 45, scale * or / sqrt 2, sharing half the lattice's peaks); the
+        angle (+-0.4 deg, and theta -+ 90 near +-45, which the lattice cannot tell apart); the scale
+        (+-0.3%, or exactly 1 when close); the pooling phase. ``ang`` / ``scale``: the lattice estimate
+        (:meth:`estimate_geometry`)."""
         alias = ang - 45 if ang > 0 else ang + 45
         cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
         ang, scale = cands[self._pick([geometry_view(y, a, s) for a, s in cands])[0]]
@@ -450,126 +782,202 @@ class ImageWatermarker(nn.Module):
         ang = angles[self._pick([geometry_view(y, a, scale) for a in angles])[0]]
         scales = [scale, scale * 0.997, scale * 1.003] + ([1.0] if abs(scale - 1) < 0.008 else [])
         views = [geometry_view(y, ang, s) for s in scales]
-        j, r, lg, sh = self._pick(views)
-        _, r_phase, lg_phase, sh_phase = self._pick(phase_views(views[j]))
-        return (lg, sh) if r >= r_phase else (lg_phase, sh_phase)
+        j, r, sh = self._pick(views)
+        _, r_phase, sh_phase = self._pick(phase_views(views[j]))
+        return sh if r >= r_phase else sh_phase
 
+    # -- testing one read ------------------------------------------------------------------------
+    def code_matrix(self, key) -> tuple[CodeMatrix, np.ndarray]:
+        """(:class:`CodeMatrix`, the default payload's carried codeword [n]) of ``key`` (a few cached)."""
+        if key not in self._codes:
+            cm = CodeMatrix.of(self.code, key)
+            self._codes[key] = (cm, self.code.encode(None, key))
+            while len(self._codes) > 8:
+                self._codes.popitem(last=False)
+        self._codes.move_to_end(key)
+        return self._codes[key]
+
+    def decode_bits(self, logits: np.ndarray, key) -> tuple[bytes | None, np.ndarray | None, int, int]:
+        """Carried-bit logits [n] -> (payload, carried codeword [n], bits agreeing with it, bytes
+        corrected) of the codeword of largest :func:`correlation` among Reed-Solomon's (with erasures)
+        and :func:`osd_decode`'s."""
+        hard = (logits > 0).astype(np.uint8)
+        r = self.code.decode(hard, key, np.abs(np.tanh(logits / 2)))
+        word, _ = osd_decode(logits, self.code_matrix(key)[0], OSD_ORDER)
+        if r.ok and correlation(logits, r.codeword) > correlation(logits, word):
+            word = r.codeword
+        payload = bits_to_bytes(self.code.descramble(word, key)[:self.code.k_bits])
+        fixed = self.code.descramble(hard ^ word, key).reshape(-1, 8).any(1).sum()
+        return payload, word, int((hard == word).sum()), int(fixed)
+
+    def test_read(self, read: Read, key, codeword: np.ndarray | None, aligns: bool = True,
+                  alpha: float = DEFAULT_ALPHA, k: int = 1) -> _Outcome:
+        """One read's test (:func:`codeword_log_pvalue`, soft). Payload unknown (``codeword`` None):
+        2 x min(the union bound over the 2**48 codewords for the best decoded one (:meth:`decode_bits`),
+        the tail against the default payload's codeword), so marks made without a payload detect at
+        full strength. Payload known: the tail of its carried ``codeword`` [n] at the read's shift;
+        where ``aligns``, also at the shift where it correlates best (z-score) x S, x2, counted only
+        where it detects at ``alpha`` after the table's x ``k`` (a larger p-value elsewhere: still
+        valid, and the bits reported stay the key-blind shift's, uniform under the null). Returns the
+        p-value before x ``k``."""
+        n = self.code.n_bits
+        sh = read.shifts.detach().cpu().double().numpy()
+        lg = sh[:, read.shift]
+        hard = (lg > 0).astype(np.uint8)
+        payload, word, agree_d, fixed = self.decode_bits(lg, key)
+        lp_d = codeword_log_pvalue(lg, word, 2.0 ** self.code.k_bits)
+        if codeword is not None:
+            lp = codeword_log_pvalue(lg, codeword)
+            agree = int((hard == codeword).sum())
+            if aligns:
+                c = 2.0 * codeword - 1.0
+                z = (c @ sh) / np.sqrt((sh ** 2).sum(0)).clip(1e-12)  # [S]
+                j = int(z.argmax())
+                lp_s = codeword_log_pvalue(sh[:, j], codeword, sh.shape[1])
+                if math.log(2 * k / alpha) + lp_s < 0 and lp_s < lp:
+                    lg, lp, agree = sh[:, j], lp_s, int(((sh[:, j] > 0) == codeword).sum())
+                lp += math.log(2)
+            return _Outcome(math.exp(lp), lg, agree, None, 0)
+        ref = self.code_matrix(key)[1]
+        lp0 = codeword_log_pvalue(lg, ref)
+        if lp0 < lp_d:
+            return _Outcome(2 * math.exp(lp0), lg, int((hard == ref).sum()), bytes(self.code.data_bytes), 0)
+        return _Outcome(2 * math.exp(lp_d), lg, agree_d, payload, fixed)
+
+    # -- detection -------------------------------------------------------------------------------
     @torch.no_grad()
-    def _detect_search(self, x: torch.Tensor, key, payload=None, alpha: float = DEFAULT_ALPHA) -> list[Detection]:
-        """Detection over ``N_HYPOTHESES`` hypotheses: the image as given; the 2x2 pooling phase of
-        largest peak ratio (odd crop offsets; only when the lattice shows no rotation / scale);
-        undoing the rotation and scale estimated from the peaks of the tile lattice in its spectrum
-        (best phase again); mirrored. Reports the best p-value times the number of hypotheses (valid
-        for any stopping rule: each hypothesis is chosen without the key). The image as given is kept if it reads a codeword without a bit error or if
-        its spectrum shows no tile lattice (score < ``LATTICE_MIN``: unmarked images stay cheap); the
-        search stops at the first hypothesis that detects. Crops and translations by even offsets need
-        no hypothesis: the decoder is invariant to them. Heavy noise hides the alignment and the lattice
-        alike, so where the image as given does not detect, or detects with fewer than
-        ``RECHECK_AGREE`` of its bits agreeing with the codeword, the image low-passed by each of
-        ``DENOISE_SIGMAS`` is read too, before the lattice gate, and those reads are summed with the raw
-        one (:func:`combine_views`). Blind, the sum is one more hypothesis, and where no hypothesis
-        detects the bits reported are the sum's at the tile origin or best-scoring shift
-        (:func:`report_logits`; the most bits right under noise). With a known ``payload``, the sum and
-        each low-passed read are hypotheses at the codeword's best alignment (``1 +
-        len(DENOISE_SIGMAS)`` more)."""
+    def detect_views(self, y: torch.Tensor, origin: int, key, payload=None, alpha: float = DEFAULT_ALPHA,
+                     hypotheses: Sequence[str] | None = None) -> list[Detection]:
+        """The detection procedure (module doc) on decoded views of luminance y [B, 1, h, w] of
+        same-sized images whose tile origin is shift ``origin``; ``hypotheses`` names the rows of
+        :data:`HYPOTHESES` searched (default all; K = how many)."""
         self.eval()
-        x = x.to(self.device)
-        k = N_HYPOTHESES + 1 + (len(DENOISE_SIGMAS) if payload is not None else 0)
-        y = decode_view(luma(x))
-        origin = origin_shift(x.shape[-2:], y.shape[-2:], self.config.factor, self.config.tile)
-        feats = self.decoder.features(y)
-        lg0, sh0 = self.read_all(feats)
-        first = self._detect_logits(lg0, key, payload, alpha, k, sh0)
+        table = HYPOTHESES if hypotheses is None else tuple(h for h in HYPOTHESES if h.name in hypotheses)
+        if hypotheses is not None and len(table) != len(set(hypotheses)):
+            known = ", ".join(h.name for h in HYPOTHESES)
+            raise ValueError(f"unknown hypothesis in {list(hypotheses)} (known: {known})")
+        k, n = len(table), self.code.n_bits
+        codeword = None if payload is None else self.code.encode(payload, key)
+        s = _Search(self, y.to(self.device), origin, [h.name for h in table])
+        b = y.shape[0]
+        best: list[tuple[Hypothesis, _Outcome] | None] = [None] * b
+        tried: list[list[str]] = [[] for _ in range(b)]
+
+        def settled(i: int, until: float) -> bool:
+            o = best[i]
+            return o is not None and k * o[1].p < alpha and o[1].agree >= until * n
+
+        for h in table:
+            idx = [i for i in range(b) if not settled(i, h.until) and h.gate(s, i)]
+            if not idx:
+                continue
+            for i, r in zip(idx, h.read(s, idx)):
+                if r is None:
+                    continue
+                tried[i].append(h.name)
+                o = self.test_read(r, key, codeword, h.aligns, alpha, k)
+                if best[i] is None or _better((h, o), best[i], k, alpha):
+                    best[i] = (h, o)
         out = []
-        for i, d in enumerate(first):
-            if d.detected and d.agree == d.n_bits:
-                out.append(d)
+        for i in range(b):
+            if best[i] is None:  # no hypothesis could read (e.g. only "origin" asked, and no origin)
+                z = np.zeros(n)
+                out.append(Detection(False, 1.0, None, z.astype(np.uint8), z, 0, n, 0, alpha, "", k, ()))
                 continue
-            yi = y[i:i + 1]
-            cands, fallback = [d], None
-            if not d.detected or d.agree < RECHECK_AGREE * d.n_bits:  # low-passed reads: noisy images only
-                denoised = self.low_passed_reads(yi)
-                lg, sh = combine_views([sh0[i:i + 1]] + [s for _, s in denoised])  # raw + low-passed, summed
-                if payload is None:  # blind: one hypothesis; the bits reported where none detects
-                    cands.append(self._detect_logits(lg, key, None, alpha, k)[0])
-                    rl = report_logits(sh, origin)  # decoded only where no hypothesis detects
-                    fallback = lambda rl=rl: self._detect_logits(rl, key, None, alpha, k)[0]  # noqa: E731
-                else:  # verification: the sum and each low-passed read at the codeword's best alignment
-                    cands += [self._detect_logits(lgv, key, payload, alpha, k, shv)[0]
-                              for lgv, shv in [(lg, sh), *denoised]]
-            ang, scale, score = self.estimate_geometry(yi, feats[i:i + 1])
-            if score < LATTICE_MIN:  # no tile lattice in the spectrum: nothing to align (key-blind gate)
-                out.append(_best(cands, fallback))
-                continue
-            geometric = abs(ang) > 0.05 or abs(scale - 1) > 0.004
-            if not geometric:  # odd crop offsets: the best 2x2 pooling phase
-                r0 = self._scored(feats[i:i + 1])[0]
-                _, r1, lg1, sh1 = self._pick(phase_views(yi))
-                if r1 > r0:
-                    cands.append(self._detect_logits(lg1, key, payload, alpha, k, sh1)[0])
-            if not any(c.detected for c in cands):
-                reads = [self.read_all(self.decoder.features(yi.flip(-1)))]
-                if geometric:
-                    reads.append(self._geometry_logits(yi, ang, scale))
-                cands += [self._detect_logits(lg, key, payload, alpha, k, sh)[0] for lg, sh in reads]
-            out.append(_best(cands, fallback))
+            h, o = best[i]
+            p = float(min(1.0, k * o.p))
+            pl = o.payload if p < alpha else None
+            fixed = o.n_corrected
+            if codeword is not None:  # a known payload: the payload read from the winning bits
+                pl, _, _, fixed = self.decode_bits(o.logits, key)
+            out.append(Detection(p < alpha, p, pl, (o.logits > 0).astype(np.uint8), np.abs(np.tanh(o.logits / 2)),
+                                 o.agree, n, fixed, alpha, h.name, k, tuple(tried[i])))
         return out
 
-    def embed(self, images, key, payload: bytes | str | int | None = None) -> Embedded:
+    def detect(self, images, key, payload: bytes | str | int | None = None,
+               alpha: float = DEFAULT_ALPHA, search: bool = True,
+               hypotheses: Sequence[str] | None = None) -> Detection | list[Detection]:
+        """Detect the mark of ``key``. The return type follows the input kind: one image (PIL image,
+        numpy [H, W] / [H, W, C], tensor [C, H, W], file path) gives one :class:`Detection`; a list /
+        tuple of images or a batch tensor [B, C, H, W] (even B = 1) gives ``list[Detection]``, one per
+        image in order (a batch tensor inside a list contributes B entries). Same-sized images are
+        read as batches (``BATCH_PIXELS`` per pass on the model's device), with the results of
+        one-by-one detection.
+
+        The procedure and its p-value: the module doc; ``search=False`` searches only :data:`QUICK`
+        (one decoder pass), ``hypotheses`` any rows of :data:`HYPOTHESES` by name. ``payload`` tests
+        one known payload (exact binomial tail, at the key-blind shift and at the shift that agrees
+        best with its codeword)."""
+        imio.check_key(key)
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if hypotheses is None and not search:
+            hypotheses = QUICK
+        xs, _, single = imio.to_internal(images)
+        data = None if payload is None else parse_payload(payload, self.code.data_bytes)
+        c = self.config
+        views, origins = [], []
+        for x in xs:
+            for j in range(x.shape[0]):
+                xj = x[j:j + 1]
+                v = decode_view(luma(xj.to(self.device)))
+                views.append(v)
+                origins.append(origin_shift(xj.shape[-2:], v.shape[-2:], c.factor, c.tile))
+        groups: dict[tuple, list[int]] = {}
+        for i, (v, o) in enumerate(zip(views, origins)):
+            groups.setdefault((tuple(v.shape[-2:]), o), []).append(i)
+        dets: list[Detection | None] = [None] * len(views)
+        budget = BATCH_PIXELS.get(self.device.type, max(BATCH_PIXELS.values()))
+        for (hw, o), members in groups.items():
+            per = max(1, budget // (hw[0] * hw[1]))
+            for a in range(0, len(members), per):
+                chunk = members[a:a + per]
+                y = torch.cat([views[i] for i in chunk])
+                for i, d in zip(chunk, self.detect_views(y, o, key, data, alpha, hypotheses)):
+                    dets[i] = d
+        return dets[0] if single else dets  # type: ignore[return-value]
+
+    # -- embedding -------------------------------------------------------------------------------
+    def embed(self, images, key, payload: bytes | str | int | None = None, verify: bool = True) -> Embedded:
         """Mark images (tensor [B, C, H, W] / [C, H, W] in [0, 1], PIL, numpy, :class:`~wmark.image.io.Image16`,
-        or a list of them)."""
+        or a list of them). With ``verify`` (default) the output, as returned, is read back blind:
+        ``Embedded.detectable`` / ``reasons`` / ``p_values`` say whether the mark will be found."""
         imio.check_key(key)
         xs, metas, single = imio.to_internal(images)
         marked = [self.embed_tensor(x, key, payload).cpu() for x in xs]
         outs = imio.from_internal(marked, metas)
         _, bits, data = self._signs(payload, key, 1)
-        return Embedded(outs[0] if single or isinstance(images, torch.Tensor) else outs, data, bits)
+        found: tuple[bool, ...] = ()
+        reasons: tuple[str | None, ...] = ()
+        pvals: tuple[float, ...] = ()
+        if verify:
+            back = imio.to_internal(outs)[0]  # what the caller gets, as a detector will read it
+            dets = self.detect(back, key)
+            covers = [x[j:j + 1] for x in xs for j in range(x.shape[0])]
+            found = tuple(bool(d.detected and d.payload == data) for d in dets)
+            reasons = tuple(None if ok else undetectable_reason(x, d, data) for x, d, ok in zip(covers, dets, found))
+            pvals = tuple(float(d.p_value) for d in dets)
+        return Embedded(outs[0] if single or isinstance(images, torch.Tensor) else outs, data, bits,
+                        found, reasons, pvals)
 
-    def detect(self, images, key, payload: bytes | str | int | None = None,
-               alpha: float = DEFAULT_ALPHA, search: bool = True) -> Detection | list[Detection]:
-        """Detect the mark of ``key``. The return type follows the input kind: one image (PIL image,
-        numpy [H, W] / [H, W, C], tensor [C, H, W], file path) gives one :class:`Detection`; a list /
-        tuple of images or a batch tensor [B, C, H, W] (even B = 1) gives ``list[Detection]``, one per
-        image in order (a batch tensor inside a list contributes B entries).
-
-        ``search`` also tries the other 2x2 pooling phases, the rotation / scale estimated from the
-        mark's tile lattice, a mirror image and the raw + low-passed reads summed (5 hypotheses,
-        Bonferroni-corrected) when the image as given does not read cleanly; ``payload`` tests one
-        known payload (exact binomial tail, at the key-blind shift and at the shift that agrees best
-        with its codeword; the low-passed reads and their sum are then 3 hypotheses: see the module doc)."""
-        imio.check_key(key)
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-        xs, _, single = imio.to_internal(images)
-        dets: list[Detection] = []
-        for x in xs:
-            if search:
-                dets.extend(self._detect_search(x, key, payload, alpha))
-            elif payload is None:
-                dets.extend(self._detect_logits(self.logits_tensor(x), key, payload, alpha))
-            else:
-                with torch.no_grad():
-                    self.eval()
-                    lg, sh = self.read_all(self.decoder.features(decode_view(x.to(self.device))))
-                dets.extend(self._detect_logits(lg, key, payload, alpha, shifts=sh))
-        return dets[0] if single else dets
-
+    # -- strip -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def strip_tensor(self, y: torch.Tensor, key, payload=None, iters: int = 6) -> tuple[torch.Tensor, list[bool], list[Detection]]:
-        """Remove the mark from y [B, C, H, W]; payload read from the image unless given."""
+    def strip_tensor(self, y: torch.Tensor, key, payload=None,
+                     iters: int = 6) -> tuple[torch.Tensor, list[bool], list[Detection]]:
+        """Remove the mark from y [B, C, H, W] as marked (pixel-aligned); payload read from the image
+        (the :data:`QUICK` hypotheses) unless given."""
         self.eval()
         y = y.to(self.device)
-        dets = self._detect_logits(self.logits_tensor(y), key, None)
+        dets = self.detect(y, key, hypotheses=QUICK)
         out = y.clone()
         removed = []
-        c = self.config
         for i, d in enumerate(dets):
             pl = payload if payload is not None else d.payload
             if pl is None:
                 removed.append(False)
                 continue
             signs, _, _ = self._signs(pl, key, 1)
-            out[i:i + 1] = strip_tensor(self.encoder, y[i:i + 1], signs[:1], c.rms, iters)
+            out[i:i + 1] = strip_residual(self.encoder, y[i:i + 1], signs[:1], self.config.rms, iters)
             removed.append(True)
         return out, removed, dets
 
@@ -584,6 +992,40 @@ class ImageWatermarker(nn.Module):
             outs.append(o.cpu()), removed.extend(r), before.extend(d)
         imgs = imio.from_internal(outs, metas)
         return Stripped(imgs[0] if single or isinstance(images, torch.Tensor) else imgs, tuple(removed), tuple(before))
+
+
+def _better(a: tuple[Hypothesis, _Outcome], b: tuple[Hypothesis, _Outcome], k: int, alpha: float) -> bool:
+    """Whether (hypothesis, outcome) ``a`` wins over ``b`` (tried before it): a detecting read of
+    smaller p-value; where neither detects, the ``fallback`` hypothesis's read (the denoised one: by
+    design the most bits right where the mark is weak), else the read tried first."""
+    da, db = k * a[1].p < alpha, k * b[1].p < alpha
+    if da != db:
+        return da
+    return a[1].p < b[1].p if da else (a[0].fallback and not b[0].fallback)
+
+
+SMALL_SIDE = 192  # px: below this the blind read often misses (too few tile repeats)
+
+
+def undetectable_reason(x: torch.Tensor, d: Detection, payload: bytes) -> str:
+    """Why the mark embedded in cover x [1, C, H, W] is not found by detection ``d`` (one line)."""
+    h, w = x.shape[-2:]
+    why = []
+    lo, hi = x.amin(1), x.amax(1)
+    near = float(((lo < 0.05) | (hi > 0.95)).float().mean())
+    if near > 0.5:
+        why.append(f"saturated ({near:.0%} of pixels near black or white, where the mark is kept off)")
+    if min(h, w) < SMALL_SIDE:
+        why.append(f"small ({w}x{h} px; reliably found from {SMALL_SIDE} px per side)")
+    if float(luma(x).std()) < 0.02:
+        why.append("flat (almost no image content)")
+    if not why:
+        why.append("weak read")
+    if d.detected and d.payload != payload:
+        got = f"another payload read ({d.payload_hex})"
+    else:
+        got = f"p = {d.p_value:.2g}, needs < {d.alpha:g}"
+    return "; ".join(why) + f": {got}"
 
 
 _CACHE: dict[str, ImageWatermarker] = {}

@@ -50,23 +50,52 @@ def box_blur(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(x, k, stride=1)
 
 
+def box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k x k mean of :func:`box_blur` (replicate padding), [B, C, H, W] -> same, at a cost
+    independent of k: separable prefix sums (``torch.cumsum``) in float64, so a window of any size
+    costs a few operations per pixel and the result matches the direct mean to float32 rounding."""
+    p = k // 2
+    z = F.pad(x, (p, p, p, p), mode="replicate").double()
+    grad = torch.is_grad_enabled() and x.requires_grad
+    for dim in (-2, -1):  # prefix sums with a leading zero, then differences k apart
+        n = z.shape[dim]
+        if grad:  # autograd cannot write into a preallocated buffer
+            c = F.pad(z.cumsum(dim), (0, 0, 1, 0) if dim == -2 else (1, 0))
+        else:
+            c = z.new_zeros(*z.shape[:dim], n + 1, *z.shape[dim:][1:])
+            torch.cumsum(z, dim, out=c.narrow(dim, 1, n))
+        z = c.narrow(dim, k, n + 1 - k) - c.narrow(dim, 0, n + 1 - k)
+        del c
+    return (z / (k * k)).to(x.dtype)
+
+
+def mask_window(h: int, w: int) -> int:
+    """The perceptual mask's window (odd, px): about 1% of the short side, at least 3."""
+    return max(3, (min(h, w) // 100) | 1)
+
+
 def perceptual_mask(x: torch.Tensor, floor: float = 0.15, tau: float = 0.04, guard: float = 0.05) -> torch.Tensor:
     """Where a residual may go: [B, C, H, W] image -> [B, 1, H, W] weights in [0, 1].
 
-    Local standard deviation of luminance (window ~ 1% of the short side, at least 3 px) divided by
-    ``tau``, clipped to [floor, 1] (flat regions get ``floor``), smoothed, times a saturation guard
-    ``min(x, 1 - x) / guard`` (over channels) so the mark never clips at black or white."""
+    Local standard deviation of luminance (window :func:`mask_window`, ~ 1% of the short side)
+    divided by ``tau``, clipped to [floor, 1] (flat regions get ``floor``), smoothed, times a
+    saturation guard ``min(x, 1 - x) / guard`` (over channels) so the mark never clips at black or
+    white. Cost linear in pixels whatever the window (:func:`box_mean`)."""
     y = luma(x)
-    h, w = y.shape[-2:]
-    k = max(3, (min(h, w) // 100) | 1)
-    mu = box_blur(y, k)
-    var = (box_blur(y * y, k) - mu * mu).clamp_min(0)
-    act = (var.add(1e-8).sqrt() / tau).clamp(floor, 1.0)
-    act = box_blur(act, k)
-    lo = x.amin(dim=1, keepdim=True)
-    hi = x.amax(dim=1, keepdim=True)
-    sat = (torch.minimum(lo, 1 - hi) / guard).clamp(0, 1)
-    return act * sat
+    k = mask_window(*y.shape[-2:])
+    chans = [x[:, c:c + 1] for c in range(x.shape[1])]  # elementwise: faster than a reduction over dim 1
+    lo, hi = chans[0], chans[0]
+    for c in chans[1:]:
+        lo, hi = torch.minimum(lo, c), torch.maximum(hi, c)
+    if torch.is_grad_enabled() and x.requires_grad:  # training: out of place, for autograd
+        mu = box_mean(y, k)
+        act = ((box_mean(y * y, k) - mu * mu).clamp_min(0).add(1e-8).sqrt() / tau).clamp(floor, 1.0)
+        return box_mean(act, k) * (torch.minimum(lo, 1 - hi) / guard).clamp(0, 1)
+    mu = box_mean(y, k)  # inference: in place, fewer full-size temporaries
+    var = box_mean(y * y, k).sub_(mu * mu).clamp_min_(0)
+    del mu
+    act = box_mean(var.add_(1e-8).sqrt_().div_(tau).clamp_(floor, 1.0), k)
+    return act.mul_(torch.minimum(lo, 1 - hi).div_(guard).clamp_(0, 1))
 
 
 def tile_to(tile: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
