@@ -20,8 +20,9 @@ class TokenScores:
     """Per-position scores of a padded batch.
 
     ``scores [B, L]`` float64 score of the token at ``positions[b, i]`` (NaN where not valid);
-    ``positions [B, L]`` its index in the input sequence; ``valid [B, L]`` bool, inside the real
-    length; ``keys [B, L]`` int64 identity of (seed, token) — two positions with equal keys get
+    ``positions [B, L]`` its index in the input sequence; ``valid [B, L]`` bool, scored: inside the
+    real length (with a padding mask: a real token after ``history`` real ones, see
+    :func:`masked_token_scores`); ``keys [B, L]`` int64 identity of (seed, token) — two positions with equal keys get
     the same pseudorandom draw, so only the first is an independent trial (dedup);
     ``lengths [B]``; ``history`` context tokens before the first scored position.
     """
@@ -121,8 +122,8 @@ class BatchDetection:
         return [r.to_json() for r in self]
 
 
-def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate token ids ``[T]`` or ``[B, T]`` (list, numpy, tensor) -> (LongTensor [B, T], lengths [B])."""
+def _as_ids(ids: Any) -> torch.Tensor:
+    """Token ids ``[T]`` or ``[B, T]`` (list, numpy, tensor) -> LongTensor ``[B, T]`` (shape and dtype checked)."""
     if torch.is_tensor(ids):
         t = ids
     else:
@@ -138,14 +139,25 @@ def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, tor
         t = t[None]
     if t.dim() != 2:
         raise ValueError(f"token ids must be [T] or [B, T], got shape {tuple(t.shape)}")
-    t = t.to(torch.int64)
-    B, T = t.shape
+    return t.to(torch.int64)
+
+
+def _as_lengths(lengths: Any, B: int, T: int, device: torch.device) -> torch.Tensor:
     if lengths is None:
-        lens = torch.full((B,), T, dtype=torch.int64, device=t.device)
-    else:
-        lens = torch.as_tensor(lengths, dtype=torch.int64, device=t.device).reshape(-1)
-        if lens.shape[0] != B or bool((lens < 0).any()) or bool((lens > T).any()):
-            raise ValueError(f"lengths must be {B} values in [0, {T}]")
+        return torch.full((B,), T, dtype=torch.int64, device=device)
+    lens = torch.as_tensor(lengths, dtype=torch.int64, device=device).reshape(-1)
+    if lens.shape[0] != B or bool((lens < 0).any()) or bool((lens > T).any()):
+        raise ValueError(f"lengths must be {B} values in [0, {T}]")
+    return lens
+
+
+def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate token ids ``[T]`` or ``[B, T]`` (list, numpy, tensor) -> (LongTensor [B, T], lengths [B]).
+    ``lengths``: the real length of each right-padded row (default T); ids past it are not checked.
+    For left padding, padding inside a row and pad / EOS tokens see :func:`real_tokens`."""
+    t = _as_ids(ids)
+    B, T = t.shape
+    lens = _as_lengths(lengths, B, T, t.device)
     if B == 0 or int(lens.max()) == 0:
         raise ValueError("no tokens to score (empty text)")
     if bool((lens == T).all()):
@@ -156,6 +168,64 @@ def as_batch(ids: Any, lengths: Any, vocab_size: int) -> tuple[torch.Tensor, tor
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token id {lo if lo < 0 else hi} out of range for vocab_size {vocab_size}")
     return t, lens
+
+
+def _token_ids(value: Any, what: str) -> list[int]:
+    if value is None:
+        return []
+    vals = [value] if isinstance(value, (int, np.integer)) else list(value)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in vals):
+        raise ValueError(f"{what} must be a token id or a list of token ids, got {value!r}")
+    return [int(v) for v in vals]
+
+
+def real_tokens(ids: Any, lengths: Any = None, *, attention_mask: Any = None, pad_id: Any = None,
+                eos_id: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which tokens of a padded batch are text: -> (ids LongTensor ``[B, T]``, real ``[B, T]`` bool).
+
+    A token is real where it is inside ``lengths`` (right padding), where ``attention_mask`` is
+    non-zero (left or right padding; a mask narrower than ``ids``, e.g. the prompt mask given to
+    ``generate()``, covers the first columns and the rest counts as real) and where it is neither
+    ``pad_id`` nor ``eos_id`` (a token id or a list of them: Hugging Face fills finished rows with
+    the pad token, often the EOS token)."""
+    t = _as_ids(ids)
+    B, T = t.shape
+    real = torch.arange(T, device=t.device)[None, :] < _as_lengths(lengths, B, T, t.device)[:, None]
+    if attention_mask is not None:
+        m = attention_mask if torch.is_tensor(attention_mask) else torch.as_tensor(np.asarray(attention_mask))
+        if m.dim() == 1:
+            m = m[None]
+        if m.dim() != 2 or m.shape[0] != B or m.shape[1] > T:
+            raise ValueError(f"attention_mask must be [B, P] with B = {B} and P <= {T} (the ids' shape), got "
+                             f"shape {tuple(m.shape)}")
+        m = (m != 0).to(t.device)
+        if m.shape[1] < T:
+            m = torch.cat([m, torch.ones(B, T - m.shape[1], dtype=torch.bool, device=t.device)], dim=1)
+        real &= m
+    for tok in _token_ids(pad_id, "pad_id") + _token_ids(eos_id, "eos_id"):
+        real &= t != tok
+    return t, real
+
+
+def masked_token_scores(scheme: Any, ids: Any, lengths: Any = None, *, attention_mask: Any = None,
+                        pad_id: Any = None, eos_id: Any = None) -> TokenScores:
+    """``scheme.token_scores`` of a batch with padding anywhere: a position is scored only where its
+    token and the ``history`` context tokens before it are all real (:func:`real_tokens`), so a
+    left-padded row scores exactly as the same row unpadded, and pad / EOS tokens never count.
+    ``lengths`` of the result: the number of real tokens per row."""
+    if attention_mask is None and pad_id is None and eos_id is None:
+        return scheme.token_scores(ids, lengths)
+    t, real = real_tokens(ids, lengths, attention_mask=attention_mask, pad_id=pad_id, eos_id=eos_id)
+    if not bool(real.any()):
+        raise ValueError("no tokens to score (every token is padding)")
+    # padding may hold any id (even out of range): it is never scored nor read as context
+    ts = scheme.token_scores(torch.where(real, t, torch.zeros_like(t)))
+    h = ts.history
+    if ts.scores.shape[1] == 0:
+        return TokenScores(ts.scores, ts.positions, ts.valid, ts.keys, real.sum(1), h)
+    ctx_real = real.unfold(1, h + 1, 1).all(-1)  # [B, T - h]: token at position h + i and its context
+    valid = ts.valid & ctx_real
+    return TokenScores(ts.scores.masked_fill(~valid, float("nan")), ts.positions, valid, ts.keys, real.sum(1), h)
 
 
 def seed_keys(c: torch.Tensor, a: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ see :mod:`wmark.text.hashing`), ``threshold`` an int in [0, 2**32).
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from typing import Callable
 
@@ -74,14 +75,38 @@ def tournament_probs(probs: torch.Tensor, x: torch.Tensor, num_layers: int) -> t
 
 
 # --------------------------------------------------------------------------------------------
-# dispatch: Triton on CUDA, torch.compile (one fused C++ loop) on CPU for big batches, else eager
+# dispatch: Triton on CUDA; on CPU eager, and torch.compile only once it pays (or when asked).
+#
+# A fresh process must not stall: compiling one kernel costs ~5-30 s of CPU (inductor, C++ build)
+# while an eager call costs ~2-12 ms at [8, 49152] on one thread (measured on 2 shared vCPUs; with
+# two threads there it reached 15-200 ms, each small parallel op waiting for a preempted thread). So ``auto`` on CPU runs eager and keeps the eager time spent per kernel; once that
+# reaches COMPILE_AFTER_S (about the price of one compile: the ski-rental rule, never more than
+# about twice the cost of the best choice in hindsight) the kernel is compiled and used from then
+# on. ``backend="compile"``, ``WMARK_BACKEND=compile`` or :func:`warm_up` compile at once (servers:
+# pay it at start-up, not at the first request).
 _COMPILED: dict[str, Callable] = {}
+_READY: set[str] = set()  # compiled kernels that have completed a call (``auto`` uses them at once)
+_EAGER_S: dict[str, float] = {}  # eager seconds spent per kernel under ``auto`` on CPU
 _COMPILE_BROKEN = False
-COMPILE_MIN_ELEMENTS = 1 << 18
+COMPILE_MIN_ELEMENTS = 1 << 18  # smaller batches: always eager (compiling never pays)
+COMPILE_AFTER_S = 20.0  # ``auto`` on CPU: compile once the eager calls cost this long (~ one cold compile)
+
+
+def _compile_after_s() -> float:
+    """COMPILE_AFTER_S, or ``WMARK_COMPILE_AFTER_S`` (seconds; ``inf`` never compiles)."""
+    raw = os.environ.get("WMARK_COMPILE_AFTER_S")
+    if raw is None:
+        return COMPILE_AFTER_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"WMARK_COMPILE_AFTER_S must be a number of seconds, got {raw!r}") from None
+    if not value >= 0:  # NaN too
+        raise ValueError(f"WMARK_COMPILE_AFTER_S must be >= 0, got {raw!r}")
+    return value
 
 
 def _compiled(name: str, fn: Callable) -> Callable | None:
-    global _COMPILE_BROKEN
     if _COMPILE_BROKEN:
         return None
     if name not in _COMPILED:
@@ -95,17 +120,30 @@ def _run_compiled(name: str, fn: Callable, *args):
     if cfn is None:
         return fn(*args)
     try:
-        return cfn(*args)
+        out = cfn(*args)
     except Exception as exc:  # no C++ compiler, unsupported platform, ...: fall back, once
         _COMPILE_BROKEN = True
         warnings.warn(f"torch.compile unavailable ({type(exc).__name__}); using eager torch", stacklevel=3)
         return fn(*args)
+    _READY.add(name)
+    return out
+
+
+def _run_auto_cpu(name: str, fn: Callable, *args):
+    """``auto`` on a big CPU batch: the compiled kernel where it is ready or has been paid for by
+    the eager time spent so far, else eager (timed)."""
+    if not _COMPILE_BROKEN and (name in _READY or _EAGER_S.get(name, 0.0) >= _compile_after_s()):
+        return _run_compiled(name, fn, *args)
+    t0 = time.perf_counter()
+    out = fn(*args)
+    _EAGER_S[name] = _EAGER_S.get(name, 0.0) + (time.perf_counter() - t0)
+    return out
 
 
 def resolve_backend(backend: str, scores: torch.Tensor) -> str:
-    """Pick ``triton`` / ``compile`` / ``eager`` for a call. ``auto``: Triton on CUDA when it imports,
-    ``compile`` on CPU when the batch has >= COMPILE_MIN_ELEMENTS scores, else ``eager``.
-    ``WMARK_BACKEND`` overrides ``auto``."""
+    """Pick ``triton`` / ``compile`` / ``eager`` / ``auto-cpu`` for a call. ``auto``: Triton on CUDA
+    when it imports (else ``compile``); on CPU ``eager`` below COMPILE_MIN_ELEMENTS scores, else
+    ``auto-cpu`` (eager until compiling pays, see COMPILE_AFTER_S). ``WMARK_BACKEND`` overrides ``auto``."""
     if backend == "auto":
         backend = os.environ.get("WMARK_BACKEND", "auto")
     if backend == "auto":
@@ -113,10 +151,18 @@ def resolve_backend(backend: str, scores: torch.Tensor) -> str:
             from wmark.kernels import triton_available
 
             return "triton" if triton_available() else "compile"
-        return "compile" if scores.numel() >= COMPILE_MIN_ELEMENTS else "eager"
+        return "auto-cpu" if scores.numel() >= COMPILE_MIN_ELEMENTS else "eager"
     if backend not in ("eager", "compile", "triton"):
         raise ValueError(f"unknown backend {backend!r}; choose auto, eager, compile or triton")
     return backend
+
+
+def _run(which: str, name: str, fn: Callable, *args):
+    if which == "compile":
+        return _run_compiled(name, fn, *args)
+    if which == "auto-cpu":
+        return _run_auto_cpu(name, fn, *args)
+    return fn(*args)
 
 
 def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: int,
@@ -128,16 +174,40 @@ def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, th
         from wmark.kernels.kgw import kgw_bias_triton
 
         return kgw_bias_triton(scores, c, t, threshold, delta, u=u, a=a)
-    if which == "compile":
-        name = "kgw_self" if u is not None else "kgw"
-        return _run_compiled(name, kgw_bias, scores, c, t, threshold, delta, u, a)
-    return kgw_bias(scores, c, t, threshold, delta, u, a)
+    name = "kgw_self" if u is not None else "kgw"
+    return _run(which, name, kgw_bias, scores, c, t, threshold, delta, u, a)
 
 
 def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor,
                            backend: str = "auto") -> torch.Tensor:
-    """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches. Every score
-    gets its log: on CPU a log-free pruning pass is slower, its bound table defeats vectorisation."""
-    if resolve_backend(backend, scores) == "eager":
-        return gumbel_argmax(scores, c, t)
-    return _run_compiled("gumbel", gumbel_argmax, scores, c, t)
+    """:func:`gumbel_argmax`, fused into one pass by ``torch.compile`` for big batches once that pays.
+    Every score gets its log: on CPU a log-free pruning pass is slower, its bound table defeats
+    vectorisation."""
+    which = resolve_backend(backend, scores)
+    return _run("compile" if which == "triton" else which, "gumbel", gumbel_argmax, scores, c, t)
+
+
+def warm_up(scheme, batch_size: int = 8, device: torch.device | str = "cpu") -> float:
+    """Compile ``scheme``'s kernels now (one call on dummy ``[batch_size, V]`` scores), so that
+    ``auto`` uses them from its first real call: for servers, which should pay the compile at
+    start-up rather than at a request. Returns the seconds it took. Schemes without a compiled
+    kernel (Unigram, tournament) or on CUDA (Triton) only build their tables."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    ids = torch.zeros(batch_size, max(1, scheme.seeding.history), dtype=torch.long, device=device)
+    scores = torch.zeros(batch_size, scheme.vocab_size, device=device)
+    before = scheme.backend
+    t0 = time.perf_counter()
+    try:
+        if not scores.is_cuda:
+            scheme.backend = "compile"
+        scheme(ids, scores)
+    finally:
+        scheme.backend = before
+    return time.perf_counter() - t0
+
+
+def dispatch_stats() -> dict[str, dict[str, float | bool]]:
+    """Per kernel: eager seconds spent under ``auto`` on CPU and whether its compiled version is in use."""
+    names = sorted(set(_EAGER_S) | set(_COMPILED))
+    return {n: {"eager_s": _EAGER_S.get(n, 0.0), "compiled": n in _READY} for n in names}

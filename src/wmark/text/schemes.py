@@ -162,10 +162,16 @@ class TextWatermark(ABC):
         return self.detect_batch(seq[None], alpha=alpha, dedup=dedup, ignore_prefix=ignore_prefix,
                                  windowed=windowed, min_window=min_window)[0]
 
-    def detect_batch(self, ids: Any, lengths: Any = None, *, alpha: float = 1e-3, dedup: bool = True,
-                     ignore_prefix: int = 0, windowed: bool = False, min_window: int = 50) -> BatchDetection:
-        """Detect the mark in a padded batch ``[B, T]`` (``lengths [B]``: real lengths; default T)."""
-        ts = self.token_scores(ids, lengths)
+    def detect_batch(self, ids: Any, lengths: Any = None, *, attention_mask: Any = None, pad_id: Any = None,
+                     eos_id: Any = None, alpha: float = 1e-3, dedup: bool = True, ignore_prefix: int = 0,
+                     windowed: bool = False, min_window: int = 50) -> BatchDetection:
+        """Detect the mark in a padded batch ``[B, T]``: ``lengths [B]`` real lengths of right-padded
+        rows (default T); ``attention_mask`` (left or right padding; a prompt mask narrower than ids
+        covers their first columns), ``pad_id`` / ``eos_id`` (ids never scored, e.g. the pad and EOS
+        tokens Hugging Face appends to finished rows): see :func:`wmark.text.detect.real_tokens`."""
+        from wmark.text.detect import masked_token_scores
+
+        ts = masked_token_scores(self, ids, lengths, attention_mask=attention_mask, pad_id=pad_id, eos_id=eos_id)
         return detect_scores(ts, self.null, scheme=self.params["scheme"], alpha=alpha, dedup=dedup,
                              ignore_prefix=ignore_prefix, windowed=windowed, min_window=min_window)
 
