@@ -21,6 +21,8 @@ _LAZY = {
     "image": "wmark.image",
     "attacks": "wmark.attacks",
     "loop": "wmark.loop",
+    "scrub": "wmark.scrub",
+    "hf": "wmark.hf",
 }
 
 __getattr__, __dir__, __all__ = lazy_attributes(__name__, _LAZY, ("__version__",))
