@@ -23,3 +23,20 @@ def demo_key():
     from wmark.keys import Key
 
     return Key.demo()
+
+
+DEMO_KEY_LINE = "passphrase:wmark public demo key - do not use in production\n"
+
+
+@pytest.fixture
+def demo_key_file(tmp_path) -> Path:
+    """``tmp_path / "k.key"`` holding the public demo passphrase (the CLI warns that it is public)."""
+    path = tmp_path / "k.key"
+    path.write_text(DEMO_KEY_LINE)
+    return path
+
+
+@pytest.fixture
+def error_lines():
+    """``error_lines(stderr) -> list[str]``: the lines of a CLI's stderr that are not warnings."""
+    return lambda err: [e for e in err.splitlines() if not e.startswith("wmark: warning:")]

@@ -10,16 +10,14 @@ from wmark.cli import main
 
 
 @pytest.fixture
-def setup(tmp_path, shared_data, demo_key):
+def setup(tmp_path, shared_data, demo_key_file):
     from PIL import Image
 
     src = tmp_path / "in"
     src.mkdir()
     for p in sorted((shared_data / "train").glob("bsds_*.jpg"))[:2]:
         Image.open(p).convert("RGB").crop((0, 0, 384, 320)).save(src / (p.stem + ".png"))
-    key = tmp_path / "k.key"
-    key.write_text("passphrase:wmark public demo key - do not use in production\n")
-    return tmp_path, src, key
+    return tmp_path, src, demo_key_file
 
 
 def test_cli_round_trip(setup, capsys):
@@ -55,12 +53,12 @@ def test_cli_never_overwrites_inputs(setup, capsys):
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all"])
-def test_cli_bad_file(setup, capsys, content):
+def test_cli_bad_file(setup, capsys, content, error_lines):
     tmp, _, key = setup
     bad = tmp / "bad.png"
     bad.write_bytes(content)
     assert main(["detect", str(bad), "--key-file", str(key)]) == 1
-    err = [e for e in capsys.readouterr().err.splitlines() if not e.startswith("wmark: warning:")]
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("wmark: error:") and "bad.png" in err[0]
 
 

@@ -13,11 +13,8 @@ import pytest
 
 from wmark.cli import main
 
-KEY_LINE = "passphrase:wmark public demo key - do not use in production\n"
-
-
 @pytest.fixture
-def folder(tmp_path):
+def folder(tmp_path, demo_key_file):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -27,9 +24,7 @@ def folder(tmp_path):
     for i in range(16):
         small = np.roll(base, i, axis=0)
         Image.fromarray(small).resize((192, 160), Image.BICUBIC).save(src / f"im{i:02d}.png")
-    key = tmp_path / "k.key"
-    key.write_text(KEY_LINE)
-    return tmp_path, src, key
+    return tmp_path, src, demo_key_file
 
 
 def _cmd(command: str, src, out, key) -> list[str]:
@@ -73,7 +68,7 @@ def test_rerun_skips_finished_outputs_and_redoes_changed_ones(folder, capsys):
     assert "16 of 16 failed" in capsys.readouterr().err
 
 
-def test_a_held_folder_is_refused(folder, capsys):
+def test_a_held_folder_is_refused(folder, capsys, error_lines):
     tmp, src, key = folder
     out = tmp / "m"
     out.mkdir()
@@ -82,7 +77,7 @@ def test_a_held_folder_is_refused(folder, capsys):
         (out / ".wmark.lock").write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename,
                                                      "command": "embed", "started": "now"}))
         assert main(["embed", str(src), "-o", str(out), "--key-file", str(key), "--no-progress"]) == 2
-        err = [e for e in capsys.readouterr().err.splitlines() if not e.startswith("wmark: warning:")]
+        err = error_lines(capsys.readouterr().err)
         assert len(err) == 1 and f"pid {holder.pid}" in err[0] and str(out) in err[0]
         assert not list(out.glob("*.png"))
     finally:
@@ -137,7 +132,7 @@ def test_kill_9_leaves_only_complete_files_and_the_rerun_finishes(folder, comman
         assert not list(out.glob(".*.tmp")) and not (out / ".wmark.lock").exists()
 
 
-def test_16_bit_colour_and_metadata_survive_embed_and_strip(tmp_path):
+def test_16_bit_colour_and_metadata_survive_embed_and_strip(tmp_path, demo_key_file):
     from PIL import Image
 
     from wmark.image import io as imio
@@ -149,8 +144,7 @@ def test_16_bit_colour_and_metadata_survive_embed_and_strip(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     (src / "deep.png").write_bytes(imio.png_bytes(imio.Image16(pix.astype(np.uint16), {"dpi": (300, 300)})))
-    key = tmp_path / "k.key"
-    key.write_text(KEY_LINE)
+    key = demo_key_file
     assert main(["embed", str(src), "-o", str(tmp_path / "m"), "--key-file", str(key), "--no-progress"]) == 0
     marked = imio.load(tmp_path / "m" / "deep.png")
     assert isinstance(marked, imio.Image16) and marked.pixels.dtype == np.uint16

@@ -151,7 +151,7 @@ def _detect(args: argparse.Namespace) -> int:
             print(f"wmark: warning: {path}: read in {chunks.chunks} pieces; tokens at {seams} seam(s) may differ "
                   "from tokenizing the whole text", file=sys.stderr, flush=True)
         if args.json:
-            print(json.dumps({"path": path, **r.to_json(), "scheme": name}), flush=True)
+            print(json.dumps({"path": path, **r.to_json()}), flush=True)
         else:
             w = (f", best window [{r.window.start}, {r.window.end}) p={r.window.p_value_corrected:.3g} (corrected)"
                  if r.window else "")
