@@ -335,3 +335,32 @@ def test_kill_9_many_times_and_during_resumes(tmp_path):
     rnd = random.Random(1616)
     trials = [(None, rnd.uniform(0.05, 2.0)) for _ in range(3)] + [(rnd.randint(1, 360), 0.0) for _ in range(5)]
     _kill_trials(tmp_path, trials, kills_per_trial=3)
+
+
+def test_kill_9_with_a_channel_then_resume(tmp_path, shared_data):
+    """A run with a channel (random crop, noise, JPEG: seeded per generation) killed after its first
+    generation resumes to the records of an uninterrupted run, channel kept in config.json."""
+    root = shared_data / "mnist"
+    if not (root / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST not found in {root}")
+    channel = [{"attack": "crop_random", "strength": 0.6}, {"attack": "noise", "strength": 0.2},
+               {"attack": "jpeg", "strength": 0.1875}]
+    c = LoopConfig.from_dict(dict(
+        family="image", data={"size": 64, "root": str(root), "n_pool": 256},
+        model={"steps_init": 4, "steps": 2, "batch_size": 16, "ch": 8}, n_real=24, generations=3, seeds=1,
+        arms=["none", "keep", "strip"], marker="image-wm", eval={"n_eval": 24, "n_mark": 12}, key="demo",
+        threads=1, channel=channel))
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps(c.to_dict()))
+    out = tmp_path / "run"
+    p = _start(conf, out)
+    _kill_at(p, out, random.Random(15), len(c.arms), 0.0)  # after generation 1's records
+    # two more generations take seconds, the kill follows the records within milliseconds
+    assert p.returncode == -signal.SIGKILL, p.stderr.read().decode()
+    assert _count_lines(out / RECORDS_FILE) < (c.generations) * len(c.arms)
+    _check_folder(out)
+    assert json.loads((out / CONFIG_FILE).read_text())["channel"] == channel
+    assert main(["loop", "--config", str(conf), "--out", str(out), "--resume", "--no-progress", "--no-plots"]) == 0
+    reference = run_loop(c, progress=False)
+    assert (out / RECORDS_FILE).read_text() == _records_text(reference)
+    assert load_result(out).complete and load_result(out).config == c

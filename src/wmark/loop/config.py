@@ -70,6 +70,11 @@ class LoopConfig:
     in the run folder as ``key.hex`` (mode 0600) so that a resume marks alike; ``"demo"`` is the
     public demo key (reproducible examples and presets); anything else is a key file path. Only the
     key's fingerprint is ever recorded.
+
+    ``channel``: registry attacks ``[{"attack": NAME, "strength": S}, ...]`` applied, in order, to
+    every generation's published synthetic samples before they are re-ingested (the arms' detect /
+    strip / drop then act on what came through); see :mod:`wmark.loop.channel`. Empty (default):
+    nothing applied, and ``to_dict`` omits it (configs and runs as without the option).
     """
 
     family: str = "gaussian"
@@ -92,6 +97,7 @@ class LoopConfig:
     eval: Mapping[str, Any] = field(default_factory=dict)
     name: str = "custom"
     threads: int | None = None
+    channel: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("model", "data", "marker_params", "eval"):
@@ -142,6 +148,9 @@ class LoopConfig:
 
             if self.marker not in MARKERS:
                 raise ValueError(f"unknown marker {self.marker!r} (known: {', '.join(sorted(MARKERS))})")
+        from wmark.loop.channel import parse_channel  # light: the attack registry only for a non-empty one
+
+        object.__setattr__(self, "channel", parse_channel(self.channel, self.family))
 
     # -- derived sizes ------------------------------------------------------------------------------
     @property
@@ -156,9 +165,12 @@ class LoopConfig:
 
     # -- JSON ---------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (arms as ``{"name", "policy"}``)."""
+        """A JSON-ready dict (arms as ``{"name", "policy"}``; ``channel`` only when not empty)."""
         out = asdict(self)
         out["arms"] = [asdict(a) for a in self.arms]
+        out["channel"] = [dict(step) for step in self.channel]
+        if not out["channel"]:
+            del out["channel"]  # a config without a channel reads and writes as before the option
         for name in ("model", "data", "marker_params", "eval"):
             out[name] = dict(getattr(self, name))
         return out

@@ -12,6 +12,10 @@ set) and, with a marker, ``train_marked`` (share of the training set the detecto
 ``inherited`` (share of ``eval.n_mark`` = 1000 fresh, *unmarked* samples of model t that the detector
 flags: the mark the model learnt), plus ``marker.metrics(those samples, key)`` where the marker has it.
 
+Channel (``config.channel``, :mod:`wmark.loop.channel`): registry attacks applied to every arm's
+published synthetic samples (after marking, before the policy's detect / strip / drop), with the
+``channel`` random stream; an empty channel applies nothing.
+
 Markers that can only mark while sampling (text: the scheme is a logits processor) provide
 ``sample_marked(model, n, lam, rng, key)``; marked arms then draw their synthetic samples through it
 (same random stream as ``model.sample``) and the policy's ``mark`` step receives marked samples.
@@ -53,7 +57,7 @@ LEGACY_CHECKPOINT_FILE = "checkpoint.pkl"
 _CKPT_FORMAT = 2
 
 #: independent random streams of one (replicate, generation); arms share them
-STREAMS: dict[str, int] = {"real": 0, "sample": 1, "mark": 2, "fit": 3, "eval": 4, "mark_eval": 5}
+STREAMS: dict[str, int] = {"real": 0, "sample": 1, "mark": 2, "fit": 3, "eval": 4, "mark_eval": 5, "channel": 6}
 
 
 def generator(seed: int, replicate: int, t: int, stream: str) -> np.random.Generator:
@@ -78,36 +82,52 @@ def torch_generator(rng: np.random.Generator, device: str = "cpu") -> Any:
 
 
 # -- watermark policies ------------------------------------------------------------------------------
+# A policy is two steps: *publish* (the samples as the model's users put them out: marked unless the
+# policy is none) and *act* (what the data team does with what it scraped back: keep, strip the
+# detected marks, drop the detected samples). The engine runs the loop's channel between the two.
 Policy = Callable[[Samples, Any, Any, np.random.Generator], Samples]
+Action = Callable[[Samples, Any, Any], Samples]
 
 
-def _policy_none(samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
+def publish(policy: str, samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
+    """The published samples of an arm with ``policy``: ``marker.mark`` unless the policy is none."""
+    return samples if policy == "none" else marker.mark(samples, key, rng)
+
+
+def _act_keep(samples: Samples, marker: Any, key: Any) -> Samples:
     return samples
 
 
-def _policy_keep(samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
-    return marker.mark(samples, key, rng)
-
-
-def _policy_strip(samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
-    marked = marker.mark(samples, key, rng)
-    hit = np.asarray(marker.detect(marked, key), dtype=bool)
+def _act_strip(samples: Samples, marker: Any, key: Any) -> Samples:
+    hit = np.asarray(marker.detect(samples, key), dtype=bool)
     if not hit.any():
-        return marked
-    return put(marked, hit, marker.strip(take(marked, hit), key))
+        return samples
+    return put(samples, hit, marker.strip(take(samples, hit), key))
 
 
-def _policy_drop(samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
-    marked = marker.mark(samples, key, rng)
-    return take(marked, ~np.asarray(marker.detect(marked, key), dtype=bool))
+def _act_drop(samples: Samples, marker: Any, key: Any) -> Samples:
+    return take(samples, ~np.asarray(marker.detect(samples, key), dtype=bool))
 
 
-#: policy name -> f(synthetic samples, marker, key, rng) -> samples to train on
+#: policy name -> f(published samples, after the channel, marker, key) -> samples to train on
+ACTIONS: dict[str, Action] = {"none": _act_keep, "keep": _act_keep, "strip": _act_strip, "drop": _act_drop}
+
+
+def _policy(name: str) -> Policy:
+    def run(samples: Samples, marker: Any, key: Any, rng: np.random.Generator) -> Samples:
+        return ACTIONS[name](publish(name, samples, marker, key, rng), marker, key)
+
+    run.__name__ = run.__qualname__ = f"policy_{name}"
+    return run
+
+
+#: policy name -> f(synthetic samples, marker, key, rng) -> samples to train on (publish, then act;
+#: no channel in between)
 POLICIES: dict[str, Policy] = {
-    "none": _policy_none,      # never marked
-    "keep": _policy_keep,      # marked at generation, trained on as they are
-    "strip": _policy_strip,    # marked, detected and stripped with the key before training
-    "drop": _policy_drop,      # marked; detected samples removed, the rest trained on
+    "none": _policy("none"),    # never marked
+    "keep": _policy("keep"),    # marked at generation, trained on as they are
+    "strip": _policy("strip"),  # marked, detected and stripped with the key before training
+    "drop": _policy("drop"),    # marked; detected samples removed, the rest trained on
 }
 
 
@@ -443,6 +463,9 @@ def _run(config: LoopConfig | None, built: tuple | None, out_dir: Path | None, r
         config, ckpt, recorded = _prepare_folder(config, out_dir, bool(resume))
     cfg = config
     family, source, marker, key = built if built is not None else _build(cfg)
+    from wmark.loop.channel import Channel
+
+    channel = Channel.build(cfg.channel, cfg.family)  # None: no channel
     if marker is not None and out_dir is None and key is None:
         from wmark.keys import Key
 
@@ -503,8 +526,11 @@ def _run(config: LoopConfig | None, built: tuple | None, out_dir: Path | None, r
                     syn = marker.sample_marked(model, cfg.n_syn_, cfg.lam, rng_sample, key)
                 else:
                     syn = model.sample(cfg.n_syn_, cfg.lam, rng_sample)
+                syn = publish(arm.policy, syn, marker, key, generator(cfg.seed, s, t, "mark"))
+                if channel is not None:  # published -> scraped back; the arms share its randomness
+                    syn = channel.apply(syn, model, generator(cfg.seed, s, t, "channel"))
                 if arm.policy != "none":
-                    syn = POLICIES[arm.policy](syn, marker, key, generator(cfg.seed, s, t, "mark"))
+                    syn = ACTIONS[arm.policy](syn, marker, key)
             prev = rep.train.get(arm.name)
             parts = [prev, real if real_new else None, syn] if prev is not None else [real, syn]
             data = concat(parts)

@@ -116,3 +116,15 @@ register_preset(
 register_preset(
     "image-mad-fresh", "image-mad with fresh data: 250 new real + 250 synthetic digits per generation",
     **_IMAGE_MAD, loop="fresh_data", n_real=250, n_syn=250, n_init=500)
+#: the path a scraped image travels: downscaled to 3/4 per side (resize strength 1/3: scale 0.75, back up
+#: to 64 px) then re-encoded as JPEG quality 75 (jpeg strength 0.1875); ``wmark attack list`` has the mappings
+WILD_CHANNEL = ({"attack": "resize", "strength": 1 / 3}, {"attack": "jpeg", "strength": 0.1875})
+register_preset(
+    "image-mad-wild", "image-mad through a channel (resize 0.75 then JPEG q75) before re-ingestion: the arms "
+    "detect / strip / drop what came through; 1-2 hours on 2 CPU cores",
+    **_IMAGE_MAD, n_real=500, channel=list(WILD_CHANNEL))
+register_preset(
+    "demo-image-wild", "demo-image (all four policies) through the image-mad-wild channel (resize 0.75, JPEG q75): "
+    "~3 min on one core",
+    **{**_IMAGE, "arms": list(POLICY_NAMES)}, model={"ch": 16, "batch_size": 32, "steps_init": 300, "steps": 50},
+    n_real=128, generations=5, seeds=1, eval={"n_eval": 256, "n_mark": 128}, channel=list(WILD_CHANNEL))

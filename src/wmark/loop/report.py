@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from wmark.assets import folder_lock, write_atomic
+from wmark.loop.channel import describe
 from wmark.loop.engine import LoopResult, load_result
 
 
@@ -103,6 +104,8 @@ def markdown(result: LoopResult, plots: list[Path] | None = None) -> str:
         f"seeds {cfg.seeds} (base seed {cfg.seed})",
         f"- arms: {arms}" + (f"; marker `{cfg.marker}` (params {dict(cfg.marker_params)}), key fingerprint "
                              f"`{result.key_fingerprint}`" if cfg.marker else ""),
+        *([f"- channel (applied to published samples before re-ingestion): {describe(cfg.channel, cfg.family)}"]
+          if cfg.channel else []),
         f"- status: {'complete' if result.complete else 'incomplete (resume with --resume)'}", "",
         "Values are mean +- sd over seeds. t = 0 is the true distribution; model t is fitted at generation t.",
         "", "| metric | arm | t | mean +- sd | t | mean +- sd |", "|---|---|---|---|---|---|",
