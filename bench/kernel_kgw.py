@@ -101,13 +101,13 @@ def cuda_time_ms(fn: Callable[[], Any], iters: int, warmup: int, flush: torch.Te
 
 def make_inputs(B: int, V: int, dtype: torch.dtype, mode: str, device: str, seed: int = 0):
     """scores [B, V], c [B], t [V], u [V] | None, a [B] | None on ``device``."""
-    from wmark.text.hashing import token_table
+    from wmark.text.hashing import prf_table
 
     g = torch.Generator(device="cpu").manual_seed(seed)
     scores = torch.randn(B, V, generator=g).to(dtype).to(device)
     c = torch.randint(-(2**31), 2**31, (B,), generator=g, dtype=torch.int64).to(torch.int32).to(device)
-    t = token_table(1234, V, device=device)
-    u = token_table(5678, V, device=device) if mode == "self" else None
+    t = prf_table(bytes(range(32)), V, device=device)  # fixed public subkeys: tables like a scheme's
+    u = prf_table(bytes(range(32, 64)), V, device=device) if mode == "self" else None
     a = (torch.randint(-(2**31), 2**31, (B,), generator=g, dtype=torch.int64).to(torch.int32).to(device)
          if mode == "self" else None)
     return scores, c, t, u, a

@@ -1,8 +1,8 @@
 """Per-step cost of the text watermark processors on CPU, beside Hugging Face's
 ``WatermarkLogitsProcessor`` (lefthash, selfhash), plain sampling and the one-pass floor.
 
-    .venv/bin/python bench/text_processor.py [--quick] [--out FILE | --update-results] [--overwrite] [--no-hf]
-        [--no-progress]
+    .venv/bin/python bench/text_processor.py [--quick] [--vocab V ...] [--batch B ...]
+        [--out FILE | --update-results] [--overwrite] [--no-hf] [--no-progress]
 
 Writes runs/text_processor.json by default (``--update-results``: the committed
 bench/results/text_processor.json).
@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="B=32 only, V=50257 only, no HF selfhash")
     OUTPUT.add_arguments(ap)
+    ap.add_argument("--vocab", type=int, nargs="+", help="vocabulary sizes (default 50257 128256)")
+    ap.add_argument("--batch", type=int, nargs="+", help="batch sizes (default 1 8 32)")
     ap.add_argument("--no-hf", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -42,8 +44,8 @@ def main(argv=None) -> int:
     from wmark.text import make_scheme
 
     key = Key.demo()
-    vocabs = [50257] if args.quick else [50257, 128256]
-    batches = [32] if args.quick else [1, 8, 32]
+    vocabs = args.vocab or ([50257] if args.quick else [50257, 128256])
+    batches = args.batch or ([32] if args.quick else [1, 8, 32])
     results, warm = [], {}
     hf_seedings = [] if args.no_hf else ["lefthash"] if args.quick else ["lefthash", "selfhash"]
     bar = progress(len(vocabs) * len(batches) * (2 + len(SCHEMES) + len(hf_seedings)), "text_processor",

@@ -227,7 +227,9 @@ class Key:
                                person=b"wmark-derive").digest()
 
     def seed(self, purpose: str, bits: int = 31) -> int:
-        """A non-negative integer seed < 2**bits derived for ``purpose``."""
+        """A non-negative integer seed < 2**bits derived for ``purpose``: for seeding a non-secret
+        RNG (the loop's toy marker). It holds at most 64 bits of key material, so it is no keyed hash:
+        text schemes take 256-bit subkeys from :meth:`derive` (see :mod:`wmark.text.hashing`)."""
         return int.from_bytes(self.derive(purpose, 8), "little") & ((1 << bits) - 1)
 
     @property

@@ -17,7 +17,7 @@ import torch
 pytest.importorskip("triton", reason="triton is not installed (pip install 'wmark[triton]')")
 
 from wmark.text import ops  # noqa: E402
-from wmark.text.hashing import MUL, threshold_for, to_i32  # noqa: E402
+from wmark.text.hashing import MUL, threshold_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 FLOATS = [torch.float32, torch.float16, torch.bfloat16]
@@ -42,6 +42,12 @@ def kgw():
 # ---- helpers -------------------------------------------------------------------------------------
 
 _MUL_INV = pow(MUL, -1, 2**32)
+
+
+def to_i32(value: int) -> int:
+    """The low 32 bits of a Python int as a signed int32 value."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= (1 << 31) else value
 
 
 def unmix32(x: int) -> int:
@@ -110,6 +116,26 @@ def test_green_matches_reference(kgw, mode, thr):
     out = kgw.kgw_green_triton(c, t, thr, u, a)
     assert out.dtype == torch.bool and out.shape == (3, 1000)
     assert torch.equal(out, ops.kgw_green(c, t, thr, u, a))
+
+
+@pytest.mark.parametrize("seeding", ["lefthash", "selfhash", "minhash"])
+def test_scheme_on_triton_matches_eager_with_keyed_tables(kgw, seeding, demo_key):
+    """A whole scheme (keyed BLAKE2b tables, sentinel contexts at the first steps) on the Triton
+    backend equals the eager reference bit for bit, for the bias and the green masks."""
+    from wmark.text import KGW
+
+    V = 3001
+    eager = KGW(demo_key, V, seeding=seeding, backend="eager")
+    tri = KGW(demo_key, V, seeding=seeding, backend="triton")
+    g = torch.Generator().manual_seed(9)
+    ids = torch.randint(0, V, (4, 7), generator=g)
+    for T in (1, 2, 7):  # the first steps read the sentinel
+        scores = torch.randn(4, V, generator=g)
+        assert_same_bits(tri(ids[:, :T], scores), eager(ids[:, :T], scores))
+    c, a = eager._seeds(eager._last_window(ids[:, :1]))
+    t = eager._table(c.device, "t")
+    green = kgw.kgw_green_triton(c, t, eager.threshold, eager._uv(c.device), a)
+    assert torch.equal(green, eager.green_mask(ids[:, :1]))
 
 
 @pytest.mark.parametrize("thr", [0, 1, 2, 2**31 - 1, 2**31, 2**31 + 1, 2**32 - 2, 2**32 - 1])

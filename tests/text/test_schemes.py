@@ -1,4 +1,5 @@
 """Closed-form and consistency checks of the text schemes."""
+import hashlib
 import json
 import math
 
@@ -8,7 +9,7 @@ import torch
 
 from wmark.keys import Key
 from wmark.text import KGW, SCHEMES, Gumbel, Tournament, Unigram, make_scheme
-from wmark.text import ops
+from wmark.text import hashing, ops
 
 V = 1000
 ALL = sorted(SCHEMES)
@@ -119,8 +120,12 @@ def test_dedup_ignores_repeated_ngrams(demo_key):
     ids = torch.tensor([1, 2, 3, 4] * 50)
     with_dedup = s.detect(ids)
     without = s.detect(ids, dedup=False)
-    assert with_dedup.num_scored == 4  # (4,1) (1,2) (2,3) (3,4)
+    assert with_dedup.num_scored == 0  # every draw repeats: none is scored (repeats="drop")
     assert without.num_scored == 199
+    from wmark.text.detect import detect_scores
+
+    first = detect_scores(s.token_scores(ids), s.null, scheme="kgw", repeats="first")
+    assert first.num_scored[0] == 4  # (4,1) (1,2) (2,3) (3,4)
 
 
 def test_ignore_prefix_excludes_prompt(demo_key):
@@ -257,22 +262,98 @@ def test_unigram_is_a_fixed_list(demo_key):
 
 
 def test_dedup_is_on_seed_and_token(demo_key):
-    """Unigram's seed is constant: dedup keeps each distinct token once."""
+    """Unigram's seed is constant: dedup scores the tokens that occur once (repeats="first": each
+    distinct token once)."""
+    from wmark.text.detect import detect_scores
+
     s = Unigram(demo_key, V)
     ids = torch.tensor([3, 4, 5, 3, 4, 9, 3])
-    assert s.detect(ids).num_scored == 4
+    assert s.detect(ids).num_scored == 2  # 5 and 9
+    assert detect_scores(s.token_scores(ids), s.null, scheme="unigram", repeats="first").num_scored[0] == 4
 
 
 def test_generation_seed_equals_detection_seed_with_sentinel_context(demo_key):
-    """At the very first step the context is padded with -1; detection never scores those
-    positions, and for full contexts the table gather equals direct hashing."""
+    """At the very first step the context is padded with the sentinel -1, whose keyed value is
+    entry V of the context table; detection never scores those positions."""
     s = KGW(demo_key, V, seeding="minhash")
+    u = s._table(torch.device("cpu"), "u")
+    assert u.shape == (V + 1,)
     ids = torch.randint(0, V, (3, 10))
-    c1, _ = s.seeding.seeds(ids[:, -4:], s._seed_ctx)
-    c2, _ = s.seeding.seeds(ids[:, -4:], s._seed_ctx, table=s._table(ids.device, "u"))
-    assert torch.equal(c1, c2)
+    c, _ = s._seeds(ids[:, -4:])
+    assert torch.equal(c, hashing.context_min(u[ids[:, -4:]], 0))
+    c0, _ = s._seeds(torch.tensor([[-1, -1, 7, 9]]))
+    assert torch.equal(c0, hashing.context_min(u[torch.tensor([[V, V, 7, 9]])], 0))
     out = s(ids[:, :1], torch.zeros(3, V))  # 1 token of context: padded, must not fail
     assert out.shape == (3, V)
+    lh = KGW(demo_key, V)
+    assert int(lh._seeds(torch.tensor([[-1]]))[0]) == int(lh._table(torch.device("cpu"), "u")[V])
+
+
+# ---- keys: 256-bit subkeys enter every scheme, never a cut seed ------------------------------------
+SCHEME_CASES = [("kgw-lefthash", {}), ("kgw-selfhash", {}), ("kgw-minhash", {}), ("kgw", {"seeding": "ngram"}),
+                ("unigram", {}), ("gumbel", {}), ("tournament", {}),
+                ("tournament", {"seeding": "minhash"})]
+
+
+@pytest.mark.parametrize("name, kw", SCHEME_CASES)
+def test_schemes_derive_256_bit_subkeys_and_never_cut_seeds(monkeypatch, demo_key, name, kw):
+    calls = []
+    derive = Key.derive
+
+    def spy(self, purpose, nbytes=32):
+        calls.append((purpose, nbytes))
+        return derive(self, purpose, nbytes)
+
+    def no_seed(self, *a, **k):
+        raise AssertionError("a text scheme called Key.seed (a cut seed)")
+
+    monkeypatch.setattr(Key, "derive", spy)
+    monkeypatch.setattr(Key, "seed", no_seed)
+    s = make_scheme(name, demo_key, V, **kw)
+    ids = torch.randint(0, V, (2, 12))
+    s(ids, torch.randn(2, V))
+    s(ids[:, :1], torch.randn(2, V))
+    s.detect(ids[0])
+    text_calls = [c for c in calls if c[0].startswith("text/")]
+    assert {p.rsplit("/", 1)[1] for p, _ in text_calls} >= {"constants", "token", "context"}
+    assert all(n == 32 for _, n in text_calls)
+
+
+def _keys_differing_only_in_the_last_subkey_byte(monkeypatch):
+    """Two Keys whose derive() outputs agree in every byte but the last (all purposes)."""
+    def derive(self, purpose, nbytes=32):
+        out = bytearray(hashlib.blake2b(purpose.encode(), digest_size=nbytes).digest())
+        out[-1] ^= self._secret[0]  # only the last byte depends on the key
+        return bytes(out)
+
+    monkeypatch.setattr(Key, "derive", derive)
+    return Key.from_bytes(bytes([1]) * 32), Key.from_bytes(bytes([2]) * 32)
+
+
+@pytest.mark.parametrize("name, kw", SCHEME_CASES)
+def test_no_code_path_truncates_the_subkeys(monkeypatch, name, kw):
+    k1, k2 = _keys_differing_only_in_the_last_subkey_byte(monkeypatch)
+    assert k1.derive("x")[:31] == k2.derive("x")[:31] and k1.derive("x") != k2.derive("x")
+    s1, s2 = make_scheme(name, k1, V, **kw), make_scheme(name, k2, V, **kw)
+    ids = torch.randint(0, V, (1, 400), generator=torch.Generator().manual_seed(3))
+    a, b = s1.token_scores(ids).scores, s2.token_scores(ids).scores
+    assert not torch.equal(a, b)  # different green lists / uniforms / g-values
+    if isinstance(s1, KGW):
+        m1, m2 = s1.green_mask(ids[:, :30]), s2.green_mask(ids[:, :30])
+        assert 0.5 < (m1 != m2).double().mean().item() / (2 * s1.gamma * (1 - s1.gamma)) < 1.5  # unrelated
+
+
+def test_constants_come_from_the_key(monkeypatch):
+    """ngram's start value, unigram's constant seed and the anchor xor are keyed PRF outputs."""
+    k1, k2 = _keys_differing_only_in_the_last_subkey_byte(monkeypatch)
+    for name in ("gumbel", "unigram", "kgw-selfhash"):
+        s1, s2 = make_scheme(name, k1, V), make_scheme(name, k2, V)
+        assert s1._init != s2._init and s1._anchor != s2._anchor
+
+
+def test_params_name_the_prf(demo_key):
+    for name in ALL:
+        assert make_scheme(name, demo_key, V).params["hash"] == "blake2b-256"
 
 
 def test_first_occurrence_matches_python_reference():

@@ -3,6 +3,20 @@
 A scheme turns token ids into per-token scores (:class:`TokenScores`); :func:`detect_scores` sums
 them over the scored positions and reads the p-value off the scheme's null distribution.
 :class:`StreamingDetection` runs the same test on a sequence fed in pieces (long files).
+
+Repeated draws. A position's draw is identified by its (seed, token) key; equal keys are
+the same pseudorandom draw. A p-value's guarantee is over the key, but a user holds ONE key, and
+draws that recur across documents (frequent n-grams: ", and", the line break of hard-wrapped text,
+code idioms; for a min-hash seeding every n-gram whose min-hash anchor is a frequent token) have a
+green-ness fixed by that key, which shifts every document's score the same way: a per-key bias
+whose variance over keys is about ``sum_j P_j**2 / n`` (``P_j``: the chance that draw ``j`` is
+scored in a text). Frequent draws are exactly the ones that repeat inside a text, so the default
+``repeats="drop"`` scores only the draws that occur ONCE among the scored positions (every copy of a
+repeated draw is left out), which turns ``P_j = 1 - exp(-m_j)`` (first occurrence, ``m_j`` the
+draw's expected count in a text) into ``m_j exp(-m_j)``: frequent draws no longer count. Which
+positions are scored depends only on the token ids and the context table (never on the scoring
+table), so the scored draws are distinct and their null stays the exact Binomial / Gamma one
+(``repeats="first"``: score each key's first occurrence instead).
 """
 from __future__ import annotations
 
@@ -228,13 +242,45 @@ def masked_token_scores(scheme: Any, ids: Any, lengths: Any = None, *, attention
     return TokenScores(ts.scores.masked_fill(~valid, float("nan")), ts.positions, valid, ts.keys, real.sum(1), h)
 
 
-def seed_keys(c: torch.Tensor, a: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
-    """int64 identity ``[...]`` of (context seed, anchor, token): ``uint32(seed) * 2**31 + token``.
-    Dedup on it is exact: equal keys mean identical draws (whatever n-grams produced them)."""
+#: repeat rules of :func:`detect_scores` / :class:`StreamingDetection` (``dedup=True``)
+REPEATS = ("drop", "first")
+#: named detectors for benchmarks (keyword arguments of :func:`detect_scores`): ``baseline`` scores the
+#: first occurrence of each draw, ``default`` is what ``scheme.detect`` uses
+VARIANTS: dict[str, dict[str, Any]] = {"baseline": {"repeats": "first"}, "default": {"repeats": "drop"}}
+
+
+def seed_keys(c: torch.Tensor, a: torch.Tensor | None, tokens: torch.Tensor,
+              u: torch.Tensor | None = None) -> torch.Tensor:
+    """int64 identity ``[...]`` of a draw: ``uint32(seed) * 2**31 + token`` with ``seed = c``
+    (context-seeded), or for a self-seeded scheme ``umin(c, u) ^ mix32(a)`` where ``u`` is the
+    candidate's context-table value: the min-hash seed the draw really uses, so one draw has one key
+    whichever earlier context tokens lost the min-hash (without ``u``: ``c ^ mix32(a)``, finer).
+    Equal keys mean identical draws."""
     from wmark.text import hashing
 
-    seed = c if a is None else c ^ hashing.mix32(a)
+    seed = c if u is None else hashing.umin(c, u)
+    if a is not None:
+        seed = seed ^ hashing.mix32(a)
     return hashing.to_u32(seed) * (1 << 31) + tokens.to(torch.int64)
+
+
+def _check_repeats(repeats: str) -> None:
+    if repeats not in REPEATS:
+        raise ValueError(f"repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
+
+
+def once_only(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``[B, L]`` bool: valid positions whose key occurs exactly once among the valid positions of
+    its row (every copy of a repeated key is False). One batched sort per row."""
+    big = torch.iinfo(torch.int64).max
+    k = keys.masked_fill(~valid, big)
+    sk, idx = torch.sort(k, dim=1)
+    dup = torch.zeros_like(valid)
+    same = sk[:, 1:] == sk[:, :-1]
+    dup[:, 1:] |= same
+    dup[:, :-1] |= same
+    out = torch.empty_like(valid).scatter_(1, idx, ~dup)
+    return out & valid
 
 
 def first_occurrence(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -284,16 +330,27 @@ def window_search(s: np.ndarray, pos: np.ndarray, null, min_window: int) -> Wind
                         p_value_corrected=float(bonferroni(p, total)), num_windows=total)
 
 
+def scored_positions(ts: TokenScores, *, dedup: bool = True, repeats: str = "drop",
+                     ignore_prefix: int = 0) -> torch.Tensor:
+    """``[B, L]`` bool: the positions the test scores. Valid positions at or after ``ignore_prefix``;
+    with ``dedup`` and ``repeats="drop"`` only those whose draw occurs once among them, with
+    ``repeats="first"`` the first occurrence of each draw (see the module docstring)."""
+    _check_repeats(repeats)
+    keep = ts.valid & (ts.positions >= ignore_prefix)
+    if dedup and keep.any():
+        keep = keep & (once_only if repeats == "drop" else first_occurrence)(ts.keys, keep)
+    return keep
+
+
 def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, dedup: bool = True,
-                  ignore_prefix: int = 0, windowed: bool = False, min_window: int = 50) -> BatchDetection:
-    """Global (and optionally windowed) test on per-token scores."""
+                  ignore_prefix: int = 0, windowed: bool = False, min_window: int = 50,
+                  repeats: str = "drop") -> BatchDetection:
+    """Global (and optionally windowed) test on per-token scores at :func:`scored_positions`."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if ignore_prefix < 0:
         raise ValueError(f"ignore_prefix must be >= 0, got {ignore_prefix}")
-    keep = ts.valid & (ts.positions >= ignore_prefix)
-    if dedup and keep.any():
-        keep = keep & first_occurrence(ts.keys, keep)
+    keep = scored_positions(ts, dedup=dedup, repeats=repeats, ignore_prefix=ignore_prefix)
     vals = torch.where(keep, ts.scores, torch.zeros_like(ts.scores))
     n = keep.sum(1).cpu().numpy()
     s = vals.sum(1).cpu().numpy()
@@ -327,16 +384,21 @@ class StreamingDetection:
     summed per piece: identical for the count schemes (KGW, Unigram, tournament ``mean``), equal up
     to float64 rounding (relative 1e-12) for the real-valued ones (Gumbel, tournament ``weighted``).
 
-    State: the (context, token) keys already scored, 8 bytes per distinct kept key (``dedup``), and,
-    with ``windowed``, the kept scores and positions (12 bytes per scored token, and as much again
-    for the window search at the end); without either it is constant.
+    State (``dedup``): the keys already seen; with ``repeats="first"`` 8 bytes per distinct kept
+    key (and, with ``windowed``, the kept scores and positions: 12 bytes per scored token, as much
+    again for the window search at the end); with ``repeats="drop"`` (a draw seen twice is dropped
+    even after its first copy was fed) 25 bytes per distinct key: its key, first score, first
+    position and whether it repeated. Without ``dedup`` (and ``windowed``) it is constant.
     """
 
-    def __init__(self, scheme: Any, *, dedup: bool = True, ignore_prefix: int = 0, windowed: bool = False) -> None:
+    def __init__(self, scheme: Any, *, dedup: bool = True, ignore_prefix: int = 0, windowed: bool = False,
+                 repeats: str = "drop") -> None:
         if ignore_prefix < 0:
             raise ValueError(f"ignore_prefix must be >= 0, got {ignore_prefix}")
+        _check_repeats(repeats)
         self.scheme = scheme
         self.dedup = dedup
+        self.repeats = repeats
         self.ignore_prefix = int(ignore_prefix)
         self.windowed = windowed
         self.history: int = scheme.seeding.history
@@ -344,7 +406,12 @@ class StreamingDetection:
         self.num_scored = 0
         self.score = 0.0
         self._tail = np.zeros(0, dtype=np.int64)  # the last min(history, num_tokens) ids
-        self._seen = np.zeros(0, dtype=np.int64)  # sorted keys of the kept positions so far
+        self._seen = np.zeros(0, dtype=np.int64)  # sorted keys of the kept (or, "drop": all valid) positions
+        self._drop = dedup and repeats == "drop"
+        if self._drop:  # per seen key (in the order of _seen): first score, first position, repeated
+            self._first_score = np.zeros(0, dtype=np.float64)
+            self._first_pos = np.zeros(0, dtype=np.int64)
+            self._repeated = np.zeros(0, dtype=bool)
         self._kept_scores: list[np.ndarray] = []  # per piece, windowed only
         self._kept_pos: list[np.ndarray] = []  # int32 while positions fit
 
@@ -363,6 +430,9 @@ class StreamingDetection:
             return
         pos = ts.positions[0] + offset
         keep = ts.valid[0] & (pos >= self.ignore_prefix)
+        if self._drop:
+            self._feed_drop(ts, pos, keep)
+            return
         if self.dedup and bool(keep.any()):
             keep &= first_occurrence(ts.keys, keep[None])[0]
             where = torch.nonzero(keep).reshape(-1).numpy()
@@ -384,12 +454,50 @@ class StreamingDetection:
             self._kept_scores.append(vals.numpy())
             self._kept_pos.append(p.astype(np.int32) if self.num_tokens < 2**31 else p.copy())
 
+    def _feed_drop(self, ts: TokenScores, pos: torch.Tensor, keep: torch.Tensor) -> None:
+        """``repeats="drop"``: merge the piece's keys into the seen ones, marking repeats."""
+        where = torch.nonzero(keep).reshape(-1).numpy()
+        if not len(where):
+            return
+        keys = ts.keys[0].numpy()[where]
+        order = np.argsort(keys, kind="stable")  # equal keys keep position order
+        sk = keys[order]
+        first = np.ones(len(sk), dtype=bool)
+        first[1:] = sk[1:] != sk[:-1]
+        starts = np.flatnonzero(first)
+        uk = sk[starts]
+        rep_in_piece = np.diff(np.append(starts, len(sk))) > 1
+        src = where[order[starts]]  # the first position of each distinct key of the piece
+        at = np.searchsorted(self._seen, uk)
+        old = np.zeros(len(uk), dtype=bool)
+        if len(self._seen):
+            old = self._seen[np.minimum(at, len(self._seen) - 1)] == uk
+        self._repeated[at[old]] = True
+        fresh = ~old
+        self._seen = np.insert(self._seen, at[fresh], uk[fresh])
+        self._first_score = np.insert(self._first_score, at[fresh], ts.scores[0].numpy()[src[fresh]])
+        self._first_pos = np.insert(self._first_pos, at[fresh], pos.numpy()[src[fresh]])
+        self._repeated = np.insert(self._repeated, at[fresh], rep_in_piece[fresh])
+
+    def _totals(self) -> None:
+        """``repeats="drop"``: num_scored and score of the keys seen once (in position order)."""
+        once = ~self._repeated
+        order = np.argsort(self._first_pos[once], kind="stable")
+        scores = self._first_score[once][order]
+        self.num_scored = int(len(scores))
+        self.score = float(scores.sum()) if len(scores) else 0.0
+        if self.windowed:
+            self._kept_scores = [scores]
+            self._kept_pos = [self._first_pos[once][order]]
+
     def result(self, *, alpha: float = 1e-3, min_window: int = 50) -> DetectionResult:
         """The detection of everything fed so far (as :meth:`TextWatermark.detect` would give)."""
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if self.num_tokens == 0:
             raise ValueError("no tokens to score (empty text)")
+        if self._drop:
+            self._totals()
         null = self.scheme.null
         n, s = np.array([self.num_scored], dtype=np.int64), np.array([self.score], dtype=np.float64)
         p, z = _global_test(null, s, n)
@@ -401,5 +509,5 @@ class StreamingDetection:
             self._kept_pos = [positions]
             window = window_search(scores, positions, null, min_window)
             decide = window.p_value_corrected
-        return DetectionResult(self.scheme.name, self.num_tokens, self.num_scored, self.score, float(z[0]),
+        return DetectionResult(self.scheme.params["scheme"], self.num_tokens, self.num_scored, self.score, float(z[0]),
                                float(p[0]), alpha, decide < alpha, window)

@@ -1,27 +1,36 @@
-"""A small, stateless, keyed integer hash: broadcastable, identical on every device.
+"""Keyed hashing of token ids: a keyed PRF for the key material, a public mixer to combine.
+
+**Keyed part (the secret).** Every keyed value is an output of keyed BLAKE2b (RFC 7693), the PRF
+:func:`prf_table` (named :data:`PRF`): a 32-byte (256-bit) subkey from
+``Key.derive(purpose, 32)`` drives a counter-mode stream, block ``i`` = ``BLAKE2b-512(i as 8 bytes
+little-endian, key=subkey, person=b"wmark/text/prf")``, read as 16 little-endian uint32 values each.
+A scheme's per-token tables (``t[v]``, ``u[v]``) and its constants are the first values of such
+streams: the key is never cut to a 32- or 64-bit seed, so it cannot be brute-forced.
+
+**Public part (no secret).** Per (context, candidate) the scheme combines table values with the
+public mixer :func:`mix32`: the two-round multiply-xorshift finaliser ``x ^= x >>> 16;
+x *= 0x45d9f3b`` (twice) and a last xorshift (full 32-bit avalanche).
 
 Semantics are uint32 arithmetic. Values are carried in ``int32`` tensors with two's-complement
 wrap-around (what torch's CPU and CUDA integer kernels, ``torch.compile``d C++ and Triton all do);
 right shifts are made logical by masking. No ``torch.Generator`` is involved, so green lists are
 bit-identical across devices, dtypes and batch positions.
-
-The mixer is the two-round multiply-xorshift finaliser ``x ^= x >>> 16; x *= 0x45d9f3b`` (twice) and a
-last xorshift (full 32-bit avalanche). Everything in ``wmark.text`` is built on :func:`mix32`,
-:func:`token_table` / :func:`hash_tokens` and :func:`context_hash` / :func:`context_min`.
 """
 from __future__ import annotations
 
+import hashlib
+
+import numpy as np
 import torch
+
+#: The keyed PRF of every text scheme (its ``params["hash"]``).
+PRF = "blake2b-256"
+SUBKEY_BYTES = 32  # 256-bit subkeys
+_PRF_PERSON = b"wmark/text/prf"  # BLAKE2b personalisation: domain-separates these streams
 
 MUL = 0x045D9F3B  # odd multiplier
 SENTINEL_ID = -1  # a missing context token (before the start of the sequence)
 _INT32_MIN = -(2**31)
-
-
-def to_i32(value: int) -> int:
-    """Reinterpret the low 32 bits of a Python int as a signed int32 value."""
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= (1 << 31) else value
 
 
 def to_u32(x: torch.Tensor) -> torch.Tensor:
@@ -50,21 +59,30 @@ def threshold_for(fraction: float) -> int:
     return min(int(round(fraction * 2**32)), 2**32 - 1)
 
 
-def hash_tokens(ids: torch.Tensor, seed: int) -> torch.Tensor:
-    """Keyed per-token hash ``mix32(mix32(id) ^ seed)`` elementwise (any shape) -> int32.
-    :data:`SENTINEL_ID` (-1) stands for a missing context token before the sequence start."""
-    return mix32(mix32(ids.to(torch.int32)) ^ to_i32(seed))
+def prf_table(subkey: bytes, n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The first ``n`` values of the keyed BLAKE2b stream of ``subkey`` (32 bytes; see the module
+    docstring), int32 ``[n]`` holding the uint32 bits. About 4 ms per 100k values on one core."""
+    if not isinstance(subkey, (bytes, bytearray)) or len(subkey) != SUBKEY_BYTES:
+        raise ValueError(f"subkey must be {SUBKEY_BYTES} bytes (from Key.derive(purpose, {SUBKEY_BYTES}))")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    keyed = hashlib.blake2b(key=bytes(subkey), digest_size=64, person=_PRF_PERSON)
+
+    def block(i: int) -> bytes:
+        h = keyed.copy()  # the keyed state after the key block: ~3x faster than re-keying per block
+        h.update(i.to_bytes(8, "little"))
+        return h.digest()
+
+    stream = b"".join(block(i) for i in range(-(-n // 16)))
+    words = np.frombuffer(stream, dtype="<u4", count=n).astype(np.uint32).view(np.int32)
+    return torch.from_numpy(words).to(device)
 
 
-def token_table(seed: int, vocab_size: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``hash_tokens(arange(V), seed)``: the per-token hash table, int32 ``[V]``."""
-    return hash_tokens(torch.arange(vocab_size, dtype=torch.int32, device=device), seed)
-
-
-def context_hash(hx: torch.Tensor, seed: int) -> torch.Tensor:
-    """Order-sensitive keyed hash of already-hashed tokens over the last dimension,
-    ``hx [..., h] -> [...]`` int32 (accumulate-style: ``a = mix32(a ^ hx_i)`` left to right)."""
-    acc = torch.full(hx.shape[:-1], to_i32(seed ^ 0x5BD1E995), dtype=torch.int32, device=hx.device)
+def context_hash(hx: torch.Tensor, init: int) -> torch.Tensor:
+    """Order-sensitive hash of already-hashed (keyed) tokens over the last dimension,
+    ``hx [..., h] -> [...]`` int32: ``a = init``, then ``a = mix32(a ^ hx_i)`` left to right
+    (``init`` an int32 value, a keyed PRF output)."""
+    acc = torch.full(hx.shape[:-1], init, dtype=torch.int32, device=hx.device)
     for i in range(hx.shape[-1]):
         acc = mix32(acc ^ hx[..., i])
     return acc
@@ -80,8 +98,9 @@ def lt_u32_pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a ^ _INT32_MIN) < (b ^ _INT32_MIN)
 
 
-def context_min(hx: torch.Tensor, seed: int) -> torch.Tensor:
-    """Order-free min-hash (uint32 order) of already-hashed tokens, ``hx [..., h] -> [...]``."""
+def context_min(hx: torch.Tensor, init: int) -> torch.Tensor:
+    """Order-free min-hash (uint32 order) of already-hashed tokens, ``hx [..., h] -> [...]``
+    (``init`` unused: the keyed tokens carry the key)."""
     if hx.shape[-1] == 0:
         return torch.full(hx.shape[:-1], -1, dtype=torch.int32, device=hx.device)  # uint32 max
     return (hx ^ _INT32_MIN).amin(dim=-1) ^ _INT32_MIN  # signed order == unsigned order after the flip

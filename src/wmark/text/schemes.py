@@ -42,8 +42,9 @@ class TextWatermark(ABC):
         self.vocab_size = vocab_size
         self.seeding: Seeding = make_seeding(seeding, context_width)
         self.backend = backend
-        self._seed_ctx = key.seed(f"text/{self.name}/{seeding}/context", 32)
-        self._seed_tok = key.seed(f"text/{self.name}/{seeding}/token", 32)
+        self._purpose = f"text/{self.name}/{seeding}"
+        # keyed constants: the ngram hash's start / unigram's seed, and the anchor's xor
+        self._init, self._anchor = hashing.prf_table(self._subkey("constants"), 2).tolist()
         self._tables: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     # ---- description ---------------------------------------------------------------------
@@ -53,7 +54,7 @@ class TextWatermark(ABC):
         from wmark.text.names import canonical_name
 
         return {"scheme": canonical_name(self), "vocab_size": self.vocab_size, "seeding": self.seeding.name,
-                "context_width": self.context_width}
+                "context_width": self.context_width, "hash": hashing.PRF}
 
     @property
     def context_width(self) -> int:
@@ -69,12 +70,26 @@ class TextWatermark(ABC):
         return f"{type(self).__name__}({inner}, key={self._key!r})"
 
     # ---- tables ---------------------------------------------------------------------------
+    def _subkey(self, which: str) -> bytes:
+        """The 256-bit PRF subkey of one of this scheme's keyed streams (the key is never cut)."""
+        return self._key.derive(f"{self._purpose}/{which}", hashing.SUBKEY_BYTES)
+
     def _table(self, device: torch.device, which: str) -> torch.Tensor:
-        per_dev = self._tables.setdefault(torch.device(device), {})
+        """Keyed per-token tables (PRF outputs, built once per device): ``t [V]`` scores candidates;
+        ``u [V + 1]`` hashes context tokens (and selfhash candidates), the sentinel -1 at index V."""
+        device = torch.device(device)
+        per_dev = self._tables.setdefault(device, {})
         if which not in per_dev:
-            seed = {"t": self._seed_tok, "u": self._seed_ctx}[which]
-            per_dev[which] = hashing.token_table(seed, self.vocab_size, device)
+            if device.type != "cpu":  # one PRF run per scheme: copy the CPU table
+                per_dev[which] = self._table(torch.device("cpu"), which).to(device)
+            else:
+                n = {"t": self.vocab_size, "u": self.vocab_size + 1}[which]
+                per_dev[which] = hashing.prf_table(self._subkey({"t": "token", "u": "context"}[which]), n)
         return per_dev[which]
+
+    def _seeds(self, window: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Context hashes ``c`` (and anchors ``a``) of validated windows ``[..., history]``."""
+        return self.seeding.seeds(window, self._table(window.device, "u"), self._init, self._anchor)
 
     # ---- generation -----------------------------------------------------------------------
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -90,8 +105,7 @@ class TextWatermark(ABC):
         if input_ids.dim() != 2 or input_ids.shape[0] != scores.shape[0]:
             raise ValueError(f"input_ids must be [batch, time] with batch {scores.shape[0]}, got shape "
                              f"{tuple(input_ids.shape)}")
-        window = self._last_window(input_ids)
-        c, a = self.seeding.seeds(window, self._seed_ctx)
+        c, a = self._seeds(self._last_window(input_ids))
         return self._process(scores, c, a)
 
     def _last_window(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -101,8 +115,8 @@ class TextWatermark(ABC):
             bad = int(window.max()) if int(window.max()) >= self.vocab_size else int(window.min())
             raise ValueError(f"token id {bad} out of range for vocab_size {self.vocab_size}")
         if window.shape[1] < h:  # sequence start: missing context tokens are the sentinel -1
-            pad = torch.full((input_ids.shape[0], h - window.shape[1]), -1, dtype=window.dtype,
-                             device=window.device)
+            pad = torch.full((input_ids.shape[0], h - window.shape[1]), hashing.SENTINEL_ID,
+                             dtype=window.dtype, device=window.device)
             window = torch.cat([pad, window], dim=1)
         return window
 
@@ -141,12 +155,14 @@ class TextWatermark(ABC):
                                torch.zeros(B, 0, dtype=torch.int64), lengths, h)
         windows = ids.unfold(1, h + 1, 1)  # [B, T - h, h + 1]
         ctx, tok = windows[..., :h], windows[..., h]
-        c, a = self.seeding.seeds(ctx, self._seed_ctx, table=self._table(ids.device, "u"))
+        c, a = self._seeds(ctx)
         scores = self._score(c, a, tok)
+        # self-seeded: the draw's seed is umin(c, u[token]) (detect.seed_keys), one key per draw
+        u_tok = self._table(ids.device, "u")[tok] if self.seeding.self_seeded else None
         pos = torch.arange(h, T, device=ids.device)
         valid = pos[None, :] < lengths[:, None]
         return TokenScores(scores.to(torch.float64).masked_fill(~valid, float("nan")),
-                           pos.expand(B, -1), valid, seed_keys(c, a, tok), lengths, h)
+                           pos.expand(B, -1), valid, seed_keys(c, a, tok, u_tok), lengths, h)
 
     def detect(self, ids: Any, *, alpha: float = 1e-3, dedup: bool = True, ignore_prefix: int = 0,
                windowed: bool = False, min_window: int = 50) -> DetectionResult:
@@ -205,7 +221,7 @@ class KGW(TextWatermark):
         return BinomialNull(self.gamma)
 
     def _uv(self, device):
-        return self._table(device, "u") if self.seeding.self_seeded else None
+        return self._table(device, "u")[: self.vocab_size] if self.seeding.self_seeded else None
 
     def _process(self, scores, c, a):
         t = self._table(scores.device, "t")
@@ -219,7 +235,7 @@ class KGW(TextWatermark):
 
     def green_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Green list of the next token for each row, ``[B, V]`` bool (what ``process`` boosts)."""
-        c, a = self.seeding.seeds(self._last_window(input_ids), self._seed_ctx)
+        c, a = self._seeds(self._last_window(input_ids))
         return ops.kgw_green(c, self._table(c.device, "t"), self.threshold, self._uv(c.device), a)
 
 

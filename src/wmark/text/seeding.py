@@ -1,10 +1,9 @@
 """Context seeding: how the last ``h`` tokens become a per-position seed (a registry by name).
 
-A seeding turns a window of previous tokens ``[..., history]`` (hashed per token with the
-context seed, by :func:`~wmark.text.hashing.hash_tokens` or a gather from its ``[V]`` table) into an
-int32 context hash ``c``
-(and, when *self-seeded*, an anchor hash ``a``; the candidate token then joins the min-hash through a
-per-token table ``u``). Generator and detector both call :meth:`Seeding.seeds`, so they cannot diverge.
+A seeding turns a window of previous tokens ``[..., history]`` (each token read from the scheme's
+keyed context table ``u``, a :func:`~wmark.text.hashing.prf_table`) into an int32 context hash ``c``
+(and, when *self-seeded*, an anchor hash ``a``; the candidate token then joins the min-hash through
+the same table ``u``). Generator and detector both call :meth:`Seeding.seeds`, so they cannot diverge.
 """
 from __future__ import annotations
 
@@ -26,26 +25,28 @@ class Seeding:
     self_seeded: bool
     _fn: Callable[[torch.Tensor, int], torch.Tensor]
 
-    def seeds(self, window: torch.Tensor, seed: int, table: torch.Tensor | None = None
+    def seeds(self, window: torch.Tensor, table: torch.Tensor, init: int, anchor: int
               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``window [..., history]`` token ids (-1 = before the start) -> (``c [...]`` int32,
-        ``a [...]`` int32 anchor hash or None). ``table`` (optional, ``[V]``) is
-        ``token_table(seed, V)``: a gather replaces the per-token hashing (ids must be >= 0)."""
+        """``window [..., history]`` token ids in [0, V) or :data:`~wmark.text.hashing.SENTINEL_ID`
+        (-1, before the start; callers validate the ids) -> (``c [...]`` int32, ``a [...]`` int32
+        anchor hash or None). ``table [V + 1]`` int32: the keyed value of each token id, the
+        sentinel's at index V; ``init`` / ``anchor``: keyed int32 constants (the ngram hash's start
+        and unigram's constant seed / the anchor's xor)."""
         if window.shape[-1] != self.history:
             raise ValueError(f"{self.name} needs {self.history} context tokens, got {window.shape[-1]}")
-        hx = table[window] if table is not None else hashing.hash_tokens(window, seed)
-        c = self._fn(hx, seed)
+        hx = table[torch.where(window == hashing.SENTINEL_ID, table.shape[0] - 1, window)]
+        c = self._fn(hx, init)
         a = None
         if self.self_seeded and self.history:
-            a = hashing.mix32(hx[..., -1] ^ hashing.to_i32(0xA5A5A5A5))
+            a = hashing.mix32(hx[..., -1] ^ anchor)
         return c, a
 
 
-def _constant(hx: torch.Tensor, seed: int) -> torch.Tensor:
-    return torch.full(hx.shape[:-1], hashing.to_i32(seed), dtype=torch.int32, device=hx.device)
+def _constant(hx: torch.Tensor, init: int) -> torch.Tensor:
+    return torch.full(hx.shape[:-1], init, dtype=torch.int32, device=hx.device)
 
 
-def _left(hx: torch.Tensor, seed: int) -> torch.Tensor:
+def _left(hx: torch.Tensor, init: int) -> torch.Tensor:
     return hx[..., -1]
 
 
