@@ -116,15 +116,21 @@ def test_generate_json_scheme_name_detects_the_text(tmp_path, capsys, key_file, 
     assert rc == 0 and row["detected"] and row["p_value"] < 1e-6 and row["scheme"] == rec["scheme"]
 
 
-@pytest.mark.parametrize("command", ["generate", "detect"])
-def test_ambiguous_kgw_is_refused(tmp_path, capsys, key_file, command):
-    argv = ["text", command, "--key-file", str(key_file), "--scheme", "kgw"]
-    rc, out, err = _run(capsys, argv + ([str(key_file)] if command == "detect" else []))
-    assert rc == 2 and not out and len(err.strip().splitlines()) == 1
-    assert "ambiguous" in err and "kgw-lefthash, kgw-selfhash or kgw-minhash" in err
-    rc, _, err = _run(capsys, ["text", command, "--key-file", str(key_file), "--scheme", "nope"]
-                      + ([str(key_file)] if command == "detect" else []))
-    assert rc == 2 and "unknown text scheme 'nope'; choose from kgw-lefthash" in err
+def test_kgw_is_an_alias_never_printed_back(tmp_path, capsys, key_file):
+    rc, out, _ = _run(capsys, ["text", "generate", "--key-file", str(key_file), "--scheme", "kgw", "--length", "120",
+                               "--seed", "3", "--json"])
+    rec = json.loads(out)
+    assert rc == 0 and rec["scheme"] == "kgw-selfhash" and '"kgw"' not in out
+    f = tmp_path / "marked.txt"
+    f.write_text(rec["prompt"] + rec["text"])
+    for name in ("kgw", "kgw-selfhash"):
+        rc, out, _ = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file), "--scheme", name, "--json"])
+        row = json.loads(out)
+        assert rc == 0 and row["detected"] and row["scheme"] == "kgw-selfhash"
+    rc, out, err = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file), "--scheme", "kgw-lefthash"])
+    assert rc == 0 and "not detected" in out  # another seeding does not read it
+    rc, _, err = _run(capsys, ["text", "detect", str(f), "--key-file", str(key_file), "--scheme", "nope"])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "unknown text scheme 'nope'; choose from kgw-lefthash" in err
 
 
 def test_size_limit_is_one_line_and_the_batch_goes_on(tmp_path, capsys, key_file, monkeypatch):

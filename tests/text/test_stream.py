@@ -157,11 +157,10 @@ def test_canonical_names(demo_key):
     assert "kgw" not in canonical_names()
     for name in canonical_names():
         assert canonical_name(make_scheme(name, demo_key, 300)) == resolve(name) == name
-    assert canonical_name(make_scheme("kgw", demo_key, 300)) == "kgw-lefthash"  # the API's KGW default
+    assert resolve("kgw") == "kgw-selfhash"  # an alias, never printed back
+    assert canonical_name(make_scheme("kgw", demo_key, 300)) == "kgw-selfhash"
     from wmark.text import KGW
 
     assert canonical_name(KGW(demo_key, 300, seeding="ngram")) == "kgw-ngram"
-    with pytest.raises(ValueError, match="ambiguous.*kgw-lefthash, kgw-selfhash or kgw-minhash"):
-        resolve("kgw")
     with pytest.raises(ValueError, match="unknown text scheme 'nope'"):
         resolve("nope")

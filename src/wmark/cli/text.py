@@ -13,8 +13,8 @@ def _add_scheme_args(p: argparse.ArgumentParser) -> None:
     k.add_argument("--key-file", help="key file (hex or 'passphrase:...'); see `wmark keygen`")
     k.add_argument("--demo-key", action="store_true", help="use the PUBLIC demo key (examples only)")
     p.add_argument("--scheme", default="kgw-selfhash", help="text scheme (default kgw-selfhash); one of "
-                   "kgw-lefthash, kgw-selfhash, kgw-minhash, unigram, gumbel, tournament (bare 'kgw' is "
-                   "refused as ambiguous); JSON outputs carry this name")
+                   "kgw-lefthash, kgw-selfhash, kgw-minhash, unigram, gumbel, tournament ('kgw' stands for "
+                   "kgw-selfhash); JSON outputs carry the canonical name")
     p.add_argument("--gamma", type=float, default=None, help="green fraction (KGW / Unigram; default 0.25)")
     p.add_argument("--delta", type=float, default=None, help="green bias (KGW / Unigram; default 2.0)")
     p.add_argument("--context-width", type=int, default=None, help="context tokens for the seed")
@@ -74,7 +74,7 @@ def _scheme(args: argparse.Namespace, vocab_size: int):
     try:
         return make_scheme(name, _key(args), vocab_size, **params)
     except TypeError as exc:  # a parameter this scheme does not take
-        raise ValueError(f"scheme {args.scheme!r}: {exc}") from None
+        raise ValueError(f"scheme {name!r}: {exc}") from None
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -83,7 +83,7 @@ def _generate(args: argparse.Namespace) -> int:
     import wmark.lm
     from wmark.text.names import resolve
 
-    resolve(args.scheme)  # an ambiguous or unknown name fails before the model loads
+    resolve(args.scheme)  # an unknown name fails before the model loads
     if args.length < 1 or args.num < 1:
         raise ValueError("--length and --num must be >= 1")
     lm = wmark.lm.load()

@@ -1,34 +1,30 @@
 """Canonical text scheme names: the names JSON outputs carry and ``--scheme`` accepts.
 
 A canonical name says everything that changes the green lists apart from the numeric parameters:
-``kgw-lefthash``, ``kgw-selfhash``, ``kgw-minhash``, ``unigram``, ``gumbel``, ``tournament``. The
-registry also knows ``kgw`` (``KGW``'s default seeding, lefthash, in the Python API), which the
-command line refuses as ambiguous: its default is ``kgw-selfhash``, and the two do not detect
-each other's text.
+``kgw-lefthash``, ``kgw-selfhash``, ``kgw-minhash``, ``unigram``, ``gumbel``, ``tournament``. An alias
+(``kgw``: the recommended seeding, ``kgw-selfhash``) is accepted wherever a name is, and resolves to
+its canonical name: outputs never carry it.
 """
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-#: registry names that do not say which seeding they mean -> the canonical names to choose from
-AMBIGUOUS: dict[str, tuple[str, ...]] = {"kgw": ("kgw-lefthash", "kgw-selfhash", "kgw-minhash")}
+#: alias -> the canonical name it stands for
+ALIASES: dict[str, str] = {"kgw": "kgw-selfhash"}
 
 
 def canonical_names() -> list[str]:
     """The registry names that name one scheme and seeding, in registry order."""
     from wmark.text.schemes import SCHEMES
 
-    return [n for n in SCHEMES if n not in AMBIGUOUS]
+    return [n for n in SCHEMES if n not in ALIASES]
 
 
 def resolve(name: str) -> str:
-    """``name`` if it is canonical; ValueError (one line, listing the choices) for an ambiguous or
-    unknown one."""
-    if name in AMBIGUOUS:
-        choices = AMBIGUOUS[name]
-        raise ValueError(f"--scheme {name!r} is ambiguous (which seeding?); choose "
-                         f"{', '.join(choices[:-1])} or {choices[-1]}")
+    """The canonical name of ``name`` (itself, or what an alias stands for); ValueError (one line,
+    listing the choices) for an unknown one."""
+    name = ALIASES.get(name, name)
     names = canonical_names()
     if name not in names:
         raise ValueError(f"unknown text scheme {name!r}; choose from {', '.join(names)}")

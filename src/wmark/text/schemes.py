@@ -359,7 +359,7 @@ class Tournament(TextWatermark):
 # ------------------------------------------------------------------------------------------------
 #: name -> (class, fixed keyword arguments)
 SCHEMES: dict[str, tuple[type[TextWatermark], dict[str, Any]]] = {
-    "kgw": (KGW, {}),
+    "kgw": (KGW, {"seeding": "selfhash"}),  # an alias of kgw-selfhash (names.ALIASES)
     "kgw-lefthash": (KGW, {"seeding": "lefthash"}),
     "kgw-selfhash": (KGW, {"seeding": "selfhash"}),
     "kgw-minhash": (KGW, {"seeding": "minhash"}),
