@@ -158,6 +158,14 @@ def test_no_warning_through_the_helper_and_one_for_the_pitfall(model):
                        logits_processor=LogitsProcessorList([s.processor()]))
     msgs = [str(r.message) for r in rec if "wmark" in str(r.message)]
     assert len(msgs) == 1 and "delta acts as delta/T" in msgs[0] and "\n" not in msgs[0]
+    bare = make_scheme("gumbel", Key.demo(), V)  # the scheme object itself in the list: warned once too
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.7, top_p=0.9,
+                           max_new_tokens=3, logits_processor=LogitsProcessorList([bare]))
+    msgs = [str(r.message) for r in rec if "wmark" in str(r.message)]
+    assert len(msgs) == 1 and "are ignored" in msgs[0] and "TopPLogitsWarper" in msgs[0]
 
 
 def test_factory_with_warpers_equals_the_helper(model):

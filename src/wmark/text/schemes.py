@@ -9,6 +9,8 @@ minhash / ngram), ``unigram`` (Zhao et al. 2024), ``gumbel`` (Aaronson's EXP rul
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Callable, ClassVar
 
@@ -46,6 +48,7 @@ class TextWatermark(ABC):
         # keyed constants: the ngram hash's start / unigram's seed, and the anchor's xor
         self._init, self._anchor = hashing.prf_table(self._subkey("constants"), 2).tolist()
         self._tables: dict[torch.device, dict[str, torch.Tensor]] = {}
+        self._caller_checked = False  # the first call looks once at who called (the HF pitfall)
 
     # ---- description ---------------------------------------------------------------------
     @property
@@ -93,6 +96,13 @@ class TextWatermark(ABC):
 
     # ---- generation -----------------------------------------------------------------------
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if not self._caller_checked:  # the scheme itself in transformers' logits_processor=: warn once
+            self._caller_checked = True
+            from wmark.text.processor import caller_warning
+
+            message = caller_warning(sys._getframe(1), self, self)
+            if message is not None:
+                warnings.warn(message, UserWarning, stacklevel=2)
         return self.process(input_ids, scores)
 
     def process(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
