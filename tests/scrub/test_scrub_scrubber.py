@@ -60,3 +60,16 @@ def test_scrubber_refuses_bad_settings(key):
         Scrubber(key, alpha=1.5)
     with pytest.raises(ValueError, match="columns"):
         Scrubber(key)({"path": ["a"], "bytes": [b""]})
+
+
+def test_echo_unchanged_false_sends_no_input_bytes_back(key, kit):
+    from wmark.scrub import Scrubber
+
+    names = ["u0.png", "m0.png", "zero.png"]
+    batch = {"id": names, "data": [kit.pictures[n][0] for n in names]}
+    full = Scrubber(key, kind="image", action="drop")(batch)
+    lean = Scrubber(key, kind="image", action="drop", echo_unchanged=False)(batch)
+    assert full["data_out"][0] == kit.pictures["u0.png"][0] and lean["data_out"][0] == b""
+    assert [c for c in full if c != "data_out" and full[c] != lean[c]] == []
+    assert full["data_out"][1] is None is lean["data_out"][1]
+    assert lean["sha256_out"][0] == lean["sha256_in"][0]

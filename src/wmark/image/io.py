@@ -6,7 +6,7 @@ Every input becomes a list of ``[1, C, H, W]`` float32 tensors (C = 1 gray or 3 
 What is accepted (anything else is a one-line ``ValueError`` naming the reason; nothing is silently
 degraded):
 
-- files (:func:`load`; PNG, JPEG, TIFF, WebP, BMP, PPM / PGM, GIF): 8-bit grey / colour with or
+- files (:func:`load`, or :func:`load_bytes` for bytes in memory; PNG, JPEG, TIFF, WebP, BMP, PPM / PGM, GIF): 8-bit grey / colour with or
   without alpha; 16-bit grey (PIL ``I;16``); 16-bit colour PNG and TIFF (an :class:`Image16`: PIL
   would cut them to 8 bits); palette images (become RGB / RGBA: pixel values unchanged); 32-bit
   integer grey whose values fit in 16 bits; the primary image of a multi-picture JPEG (MPO).
@@ -462,7 +462,7 @@ def _unfilter_png(filt: np.ndarray, bpp: int) -> np.ndarray:
     return out
 
 
-def _read_png16(p: Path, info: dict, hdr: tuple[int, int, int, int, int]) -> Image16:
+def _read_png16(buf: bytes, info: dict, hdr: tuple[int, int, int, int, int]) -> Image16:
     """A non-interlaced 16-bit PNG (colour type 2, 4, 6, or 0 with a transparent colour) -> Image16."""
     w, h, _, ctype, interlace = hdr
     if interlace:
@@ -470,7 +470,6 @@ def _read_png16(p: Path, info: dict, hdr: tuple[int, int, int, int, int]) -> Ima
     channels = {0: 1, 2: 3, 4: 2, 6: 4}.get(ctype)
     if channels is None:
         raise ImageError(f"corrupt PNG (16-bit colour type {ctype})")
-    buf = p.read_bytes()
     idat, exif = [], None
     for ctype_, data in _png_chunks(buf):
         if ctype_ == b"IDAT":
@@ -518,13 +517,15 @@ def _upright16(pixels: np.ndarray, info: dict) -> Image16:
     return Image16(pixels, info)
 
 
-def _tiff_plan(p: Path, limit: int) -> str:
+def _tiff_plan(data: bytes, limit: int) -> str:
     """How to read a TIFF: "tifffile" (16-bit colour, which PIL cuts to 8 bits) or "pil"; refuses
     float, 32-bit colour and multi-page TIFFs, and checks the size, all from the header."""
+    import io
+
     import tifffile
 
     try:
-        with tifffile.TiffFile(p) as tf:
+        with tifffile.TiffFile(io.BytesIO(data)) as tf:
             n = len(tf.pages)
             page = tf.pages.first
             dtype, spp = np.dtype(page.dtype) if page.dtype is not None else None, page.samplesperpixel
@@ -546,11 +547,13 @@ def _ratio(v: Any) -> float:
     return v[0] / v[1] if isinstance(v, tuple) and len(v) == 2 and v[1] else 0.0
 
 
-def _read_tiff16(p: Path) -> Image16:
+def _read_tiff16(data: bytes) -> Image16:
     """A single-page 16-bit grey + alpha / RGB / RGBA TIFF -> Image16 (ICC and DPI carried)."""
+    import io
+
     import tifffile
 
-    with tifffile.TiffFile(p) as tf:
+    with tifffile.TiffFile(io.BytesIO(data)) as tf:
         page = tf.pages.first
         photometric, extra = int(page.photometric), tuple(int(e) for e in (page.extrasamples or ()))
         if photometric not in (1, 2):  # MINISBLACK, RGB
@@ -562,7 +565,7 @@ def _read_tiff16(p: Path) -> Image16:
         base = 3 if photometric == 2 else 1
         if len(extra) > 1 or (extra and extra[0] != 2) or page.samplesperpixel != base + len(extra):
             raise ImageError("16-bit TIFF with channels other than grey / RGB and one alpha is not supported")
-        size = p.stat().st_size
+        size = len(data)
         if any(o + c > size for o, c in zip(page.dataoffsets, page.databytecounts)):
             raise ImageError("truncated TIFF (image data ends past the end of the file)")
         try:
@@ -595,9 +598,7 @@ def load(path: str | os.PathLike, max_pixels: int | None = None) -> "PILImage.Im
     ``I`` within 0..65535) or, for 16-bit colour PNG / TIFF, an :class:`Image16`; either goes to
     ``embed`` / ``detect`` / ``strip`` and :func:`png_bytes` unchanged. EXIF orientation is applied and
     reset to 1 in ``info["exif"]``. ``max_pixels`` overrides :func:`pixel_limit` (width x height), checked
-    from the header before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
+    from the header before decoding. The file is read whole and decoded as :func:`load_bytes` does."""
     p = Path(path)
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a directory")
@@ -605,43 +606,67 @@ def load(path: str | os.PathLike, max_pixels: int | None = None) -> "PILImage.Im
         raise FileNotFoundError(f"no such file: {p}")
     limit = pixel_limit(max_pixels)
     try:
-        if p.stat().st_size == 0:
+        data = p.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except OSError as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise ImageError(f"{p}: cannot read image ({msg})") from None
+    return _decode(data, str(p), limit)
+
+
+def load_bytes(data: bytes | bytearray | memoryview, name: str, max_pixels: int | None = None
+               ) -> "PILImage.Image | Image16":
+    """:func:`load` for an image file's bytes already in memory (a tar member, a parquet cell, a
+    download): the same checks, refusals and results. ``name`` (the file's name or any label) opens
+    every error message, as the path does for :func:`load`."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"load_bytes takes bytes, got {type(data).__name__}")
+    return _decode(bytes(data), str(name), pixel_limit(max_pixels))
+
+
+def _decode(data: bytes, name: str, limit: int) -> "PILImage.Image | Image16":
+    """What :func:`load` and :func:`load_bytes` share: file bytes -> image, every failure one
+    :class:`ImageError` opened by ``name``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if len(data) == 0:
             raise ImageError("empty file (0 bytes), not an image")
-        with open(p, "rb") as fh:
-            head = fh.read(33)
-        if head[:4] in _TIFF_MAGICS and _tiff_plan(p, limit) == "tifffile":
-            return _read_tiff16(p)
+        head = data[:33]
+        if head[:4] in _TIFF_MAGICS and _tiff_plan(data, limit) == "tifffile":
+            return _read_tiff16(data)
         lift = False
         while True:
             try:
                 with _pil_guard(lift):
-                    return _load_pil(p, head, limit)
+                    return _load_pil(data, head, limit)
             except Image.DecompressionBombError:  # beyond PIL's own limit: our limit decides
                 if lift:
                     raise
                 lift = True
     except ImageError as exc:
-        raise ImageError(f"{p}: {exc}") from None
+        raise ImageError(f"{name}: {exc}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{p}: not an image (unrecognised format; accepted: {', '.join(FORMATS)})") from None
+        raise ImageError(f"{name}: not an image (unrecognised format; accepted: {', '.join(FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, MemoryError) as exc:
-        if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
-            raise
         msg = " ".join(str(exc).split()) or type(exc).__name__
-        raise ImageError(f"{p}: cannot read image ({msg})") from None
+        raise ImageError(f"{name}: cannot read image ({msg})") from None
 
 
-def _load_pil(p: Path, head: bytes, limit: int) -> "PILImage.Image | Image16":
-    """:func:`load` through PIL (16-bit colour PNG through :func:`_read_png16`)."""
+def _load_pil(data: bytes, head: bytes, limit: int) -> "PILImage.Image | Image16":
+    """:func:`_decode` through PIL (16-bit colour PNG through :func:`_read_png16`)."""
+    import io
+
     from PIL import Image
 
-    with Image.open(p, formats=FORMATS) as im:
+    with Image.open(io.BytesIO(data), formats=FORMATS) as im:
         w, h = im.size
         _check_size(h, w, limit)
         hdr = _png_header(head) if im.format == "PNG" else None
         colour16 = hdr is not None and hdr[2] == 16 and (hdr[3] != 0 or "transparency" in im.info)
         if colour16 and getattr(im, "n_frames", 1) == 1:  # PIL would cut it to 8 bits
-            return _read_png16(p, dict(im.info), hdr)
+            return _read_png16(data, dict(im.info), hdr)
         reason = _refusal(im)
         if reason:
             raise ImageError(reason)

@@ -2,8 +2,9 @@
 
 An engine is built as ``Engine(jobs=..., device=...)`` and used as a context manager; its
 ``run(scrubber, tasks)`` takes an iterator of ``(tag, batch)`` pairs (a batch as the scrubber takes
-it, or None for an empty unit) and yields ``(tag, result)`` pairs in the order given (result None
-for a None batch), reading ``tasks`` only as far ahead as it has work in flight. The pipeline does
+it, or None: a mark, the end of a unit) and yields ``(tag, result)`` pairs in the order given (result
+None for a None batch), reading ``tasks`` only as far ahead as it has work in flight. A result may
+carry an empty placeholder as the ``data_out`` of an unchanged sample (``echo_unchanged=False``). The pipeline does
 the reading, writing and journaling; an engine only maps batches, so every engine gives the same
 rows.
 
@@ -13,6 +14,7 @@ rows.
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any, Iterable, Iterator
 
 #: engine name -> "module:attr" of its class
@@ -24,19 +26,56 @@ ENGINES: dict[str, str] = {
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(scrubber) -> None:
-    """A worker process's one scrubber (torch threads pinned on its first call)."""
-    _WORKER["scrubber"] = scrubber
+def _init_worker() -> None:
+    """A worker process: torch and the tokenizers library on one thread each (``jobs`` workers share
+    the cores), its scrubber arriving with the first batch."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from wmark.runtime.threads import set_threads
+
+    set_threads(1)
 
 
-def _work(batch: dict) -> dict:
+def _ready() -> int:
+    """The warm-up task: the heavy imports done before the first batch arrives."""
+    import wmark.image.model  # noqa: F401
+    import wmark.scrub.scrubber  # noqa: F401
+
+    return os.getpid()
+
+
+def _work(token: int, scrubber, batch: dict) -> dict:
+    """One batch in a worker; the scrubber (settings only) is rebuilt once per ``token``, so its
+    model loads once per worker and pass."""
+    if _WORKER.get("token") != token:
+        _WORKER["token"], _WORKER["scrubber"] = token, scrubber
     return _WORKER["scrubber"](batch)
 
 
+def _start_method(device: str | None) -> str:
+    """fork on CPU where it is safe (Linux, this process has not started CUDA): the workers start in
+    milliseconds, sharing the imports already done; spawn otherwise (CUDA, macOS, Windows)."""
+    import multiprocessing as mp
+    import sys
+
+    if str(device or "cpu").startswith("cuda") or "fork" not in mp.get_all_start_methods() or sys.platform != "linux":
+        return "spawn"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "spawn"
+    import threading
+
+    # other threads may hold locks a forked child would inherit held; tqdm's monitor (a daemon that
+    # sleeps on an event and touches only tqdm's own lock, which workers never use) is harmless
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    return "fork" if all(t.daemon and t.name == "tqdm_monitor" for t in others) else "spawn"
+
+
 class LocalEngine:
-    """This machine: the scrubber in-process (``jobs=1``) or one per worker process (``jobs>1``,
-    spawned, so CUDA and torch threads start clean), torch pinned to one CPU thread per worker so
-    results do not depend on ``jobs``. At most ``2 * jobs`` batches are in flight."""
+    """This machine: the scrubber in-process (``jobs=1``) or in ``jobs`` worker processes (``jobs>1``),
+    torch pinned to one CPU thread per worker so results do not depend on ``jobs``. The workers start
+    when the engine is entered (forked on CPU, spawned for CUDA), live for the whole run (every pass)
+    and keep their model loaded; at most ``2 * jobs`` batches are in flight, and an unchanged
+    sample's bytes are not sent back (the driver has them)."""
 
     name = "local"
 
@@ -46,10 +85,13 @@ class LocalEngine:
         self.jobs = jobs
         self.device = device
         self._pool = None
-        self._pool_for = None
         self._restore = None
+        self._token = 0
+        self.start_method: str | None = None
 
     def __enter__(self) -> "LocalEngine":
+        if self.jobs > 1:
+            self._start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -63,19 +105,17 @@ class LocalEngine:
             self._restore()
             self._restore = None
 
-    def _executor(self, scrubber):
+    def _start(self):
+        """The worker pool, started now (every worker forked or spawned, and warming up)."""
         import concurrent.futures as cf
         import multiprocessing as mp
 
-        key = repr(sorted(scrubber.settings().items(), key=lambda kv: kv[0])) + repr(scrubber.cutoff)
-        if self._pool is not None and self._pool_for != key:
-            self._pool.shutdown(wait=True)
-            self._pool = None
         if self._pool is None:
-            worker = _copy(scrubber, threads=1)
-            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context("spawn"),
-                                                initializer=_init_worker, initargs=(worker,))
-            self._pool_for = key
+            self.start_method = _start_method(self.device)
+            self._pool = cf.ProcessPoolExecutor(self.jobs, mp_context=mp.get_context(self.start_method),
+                                                initializer=_init_worker)
+            for _ in range(self.jobs):
+                self._pool.submit(_ready)
         return self._pool
 
     def run(self, scrubber, tasks: Iterable[tuple[Any, dict | None]]) -> Iterator[tuple[Any, dict | None]]:
@@ -87,21 +127,26 @@ class LocalEngine:
             for tag, batch in tasks:
                 yield tag, (None if batch is None else scrubber(batch))
             return
-        pool = self._executor(scrubber)
+        pool = self._start()
+        self._token += 1
+        token, worker = self._token, _copy(scrubber, threads=1, echo_unchanged=False)
         window: collections.deque = collections.deque()
         it = iter(tasks)
         done = False
+        busy = 0  # batches in flight (the window also holds the end-of-unit marks)
         while True:
-            while not done and len(window) < 2 * self.jobs:
+            while not done and busy < 2 * self.jobs:
                 try:
                     tag, batch = next(it)
                 except StopIteration:
                     done = True
                     break
-                window.append((tag, None if batch is None else pool.submit(_work, batch)))
+                window.append((tag, None if batch is None else pool.submit(_work, token, worker, batch)))
+                busy += batch is not None
             if not window:
                 return
             tag, fut = window.popleft()
+            busy -= fut is not None
             yield tag, (None if fut is None else fut.result())
 
 

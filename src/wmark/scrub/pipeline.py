@@ -3,9 +3,11 @@
 :func:`scrub` reads the input in units (:mod:`wmark.scrub.sources`), has an engine
 (:mod:`wmark.scrub.engines`) run the :class:`~wmark.scrub.scrubber.Scrubber` over batches of each
 unit, writes the unit's outputs in the input's format and layout under ``out``, then commits the
-unit's manifest rows to a journal (:mod:`wmark.scrub.journal`). At the end the journal becomes
-``OUT/manifest.parquet`` (or ``.jsonl``), ``OUT/summary.json``, ``OUT/report.md`` and
-``OUT/pvalues.png``.
+unit's manifest rows to a journal (:mod:`wmark.scrub.journal`). Everything streams: a unit is read
+sample by sample, each batch's outputs go to the unit's temporary output file and its rows to the
+journal as soon as the engine gives them back, so memory holds the batches in flight, never a whole
+shard or the whole run's rows. At the end the journal becomes ``OUT/manifest.parquet`` (or
+``.jsonl``), ``OUT/summary.json``, ``OUT/report.md`` and ``OUT/pvalues.png``.
 
 Decisions. ``alpha``: one pass, marked when ``p < alpha``. ``fdr`` (Benjamini–Hochberg at level
 q): two passes. Pass 1 detects every sample and journals its p-value (``detect.jsonl``); the BH
@@ -21,9 +23,10 @@ the input listing must match: ``.wmark-scrub/params.json``). The input is never 
 may not lie inside it, nor it inside ``out``.
 
 Manifest rows (:data:`~wmark.scrub.scrubber.MANIFEST_COLUMNS`): ``id`` (relative path, or
-``SHARD/KEY``, ``FILE/ROW``, ``FILE/LINE``), ``kind``, ``p_value`` (image: the detector's; text: the
-windowed detection's best window, corrected for the windows searched), ``detected`` (the decision),
-``payload`` (hex, images), ``action`` (kept | dropped | stripped | error), ``sha256_in`` /
+``SHARD/KEY`` (``SHARD/KEY.EXT`` per image of a sample with several), ``FILE/ROW``, ``FILE/LINE``),
+``kind``, ``p_value`` (image: the detector's; text: the windowed detection's best window, corrected
+for the windows searched), ``detected`` (the decision), ``payload`` (hex, images), ``action``
+(kept | dropped | stripped | error), ``sha256_in`` /
 ``sha256_out`` (of the sample's bytes, text as UTF-8; ``sha256_out`` null where nothing was written),
 ``p_after`` (a stripped image re-detected from its written bytes), ``error`` (one line).
 """
@@ -34,7 +37,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from wmark.assets import folder_lock, sha256_bytes, sweep_temp_files, write_atomic
 from wmark.scrub.decide import NOTHING, bh_cutoff, check_level, is_marked
@@ -43,8 +46,7 @@ from wmark.scrub.scrubber import DEFAULT_MAX_BYTES, DEFAULT_QUALITY, MANIFEST_CO
 
 STATE_DIR = ".wmark-scrub"
 #: bump when the meaning of a journal or an output changes (a resume across versions is refused)
-STATE_VERSION = 1
-FAULT_ENV = "WMARK_SCRUB_FAULT"
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -78,22 +80,14 @@ class ScrubResult:
         return asdict(self)
 
 
-# -- test hook: SIGKILL at a named point (WMARK_SCRUB_FAULT="point:n", the n-th time it is reached) ------------
-_FAULT_SEEN: dict[str, int] = {}
+# -- the test seam: called at the named points where a kill must leave a resumable state -----------------------
+#: None in normal use; the fault tests set a callable (point name -> None) that may kill the process
+_fault_hook: Callable[[str], None] | None = None
 
 
 def _fault(point: str) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    name, _, n = spec.partition(":")
-    if name != point:
-        return
-    _FAULT_SEEN[point] = _FAULT_SEEN.get(point, 0) + 1
-    if _FAULT_SEEN[point] >= int(n or 1):
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
+    if _fault_hook is not None:
+        _fault_hook(point)
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
@@ -149,26 +143,30 @@ def _prepare_state(out: Path, params: dict, resume: bool) -> tuple[Path, bool]:
     return state, False
 
 
-def _batches(items, prior: list[dict] | None, batch_size: int, data_key: str = "data"):
-    """The scrubber batches of one unit's items (with pass-1 columns where ``prior`` is given)."""
-    for s in range(0, len(items), batch_size):
-        chunk = items[s:s + batch_size]
-        b: dict[str, list] = {"id": [it.id for it in chunk], data_key: [it.data for it in chunk],
-                              "ext": [it.ext for it in chunk], "error": [it.error for it in chunk]}
-        if prior is not None:
-            pr = prior[s:s + batch_size]
-            for it, r in zip(chunk, pr):
-                if r["id"] != it.id:
-                    raise RuntimeError(f"pass 2 read {it.id!r} where pass 1 read {r['id']!r}: the input changed")
-            b["p_value"] = [r["p_value"] for r in pr]
-            b["payload"] = [r["payload"] for r in pr]
-            b["sha256_in"] = [r["sha256_in"] for r in pr]
-            b["error"] = [it.error or r["error"] for it, r in zip(chunk, pr)]
-        yield b
+def _batch(chunk: list, prior) -> dict:
+    """The scrubber batch of some items of a unit (with pass-1 columns where ``prior``, an iterator
+    over the unit's pass-1 rows, is given)."""
+    b: dict[str, list] = {"id": [it.id for it in chunk], "data": [it.data for it in chunk],
+                          "ext": [it.ext for it in chunk], "error": [it.error for it in chunk]}
+    if prior is not None:
+        pr = []
+        for it in chunk:
+            r = next(prior, None)
+            if r is None:
+                raise RuntimeError(f"pass 2 read {it.id!r} beyond the samples pass 1 read: the input changed")
+            if r["id"] != it.id:
+                raise RuntimeError(f"pass 2 read {it.id!r} where pass 1 read {r['id']!r}: the input changed")
+            pr.append(r)
+        b["p_value"] = [r["p_value"] for r in pr]
+        b["payload"] = [r["payload"] for r in pr]
+        b["sha256_in"] = [r["sha256_in"] for r in pr]
+        b["error"] = [it.error or r["error"] for it, r in zip(chunk, pr)]
+    return b
 
 
 def _run_pass(name: str, src, units, journal: Journal, scrubber: Scrubber, engine, out: Path, write: bool,
-              on_error: str, batch_size: int, prior: Journal | None, show: bool) -> tuple[int, int]:
+              on_error: str, batch_size: int, prior: Journal | None, show: bool,
+              weights: bool = False) -> tuple[int, int]:
     """One pass over the units not yet in ``journal``; returns (units skipped, samples processed)."""
     from wmark.runtime.progress import progress
 
@@ -176,37 +174,55 @@ def _run_pass(name: str, src, units, journal: Journal, scrubber: Scrubber, engin
     skipped = len(units) - len(todo)
     total = src.total()
     left = {u.index for u in todo}
-    done_samples = sum(len(journal.entries[u.index]["rows"]) for u in units if u.index not in left)
+    done_samples = sum(journal.count(u.index) for u in units if u.index not in left)
+    opened: dict[int, Any] = {}  # units being read or written (the engine reads ahead across units)
 
     def tasks():
         for u in todo:
-            rd = src.read(u)
-            pr = prior.entries[u.index]["rows"] if prior is not None else None
-            if pr is not None and len(pr) != len(rd.items):
-                raise RuntimeError(f"{u.name}: pass 2 read {len(rd.items)} samples where pass 1 read {len(pr)}: "
-                                   "the input changed")
-            bs = list(_batches(rd.items, pr, batch_size))
-            if not bs:
-                yield (rd, 0, 1), None
-            for k, b in enumerate(bs):
-                yield (rd, k, len(bs)), b
+            uio = opened[u.index] = src.open(u, out if write else None, on_error, weights)
+            pr = prior.unit_rows(u.index) if prior is not None else None
+            chunk: list = []
+            for it in uio.items():
+                if len(chunk) >= batch_size and (it.group is None or it.group is not chunk[-1].group):
+                    yield (uio, chunk), _batch(chunk, pr)  # full, and not inside a sample's images
+                    chunk = []
+                chunk.append(it)
+            if chunk:
+                yield (uio, chunk), _batch(chunk, pr)
+            if pr is not None and next(pr, None) is not None:
+                raise RuntimeError(f"{u.name}: pass 2 read fewer samples than pass 1: the input changed")
+            yield (uio, None), None  # the end of the unit
 
     processed = 0
-    parts: list[dict] = []
-    with progress(total, f"scrub: {name}", show, unit="sample", initial=done_samples if total else 0) as bar:
-        for (rd, k, nb), res in engine.run(scrubber, tasks()):
-            if res is not None:
-                parts.extend({c: res[c][i] for c in res} for i in range(len(res["id"])))
-            if k + 1 < nb:
-                continue
-            rows, parts = parts, []
-            outputs = src.write(rd, rows, out, on_error) if write else []
-            _fault("outputs")
-            journal.commit(rd.unit.index, rd.unit.name, [{c: r[c] for c in MANIFEST_COLUMNS} for r in rows], outputs)
-            _fault("commit")
-            processed += len(rows)
-            bar.update(len(rows))
+    try:
+        with progress(total, f"scrub: {name}", show, unit="sample", initial=done_samples if total else 0) as bar:
+            for (uio, chunk), res in engine.run(scrubber, tasks()):
+                unit = uio.unit
+                if chunk is not None:
+                    rows = [{c: res[c][i] for c in res} for i in range(len(chunk))]
+                    for it, r in zip(chunk, rows):
+                        uio.put(it, r)
+                    journal.add(unit.index, [{c: r[c] for c in MANIFEST_COLUMNS} for r in rows])
+                    processed += len(rows)
+                    bar.update(len(rows))
+                    continue
+                outputs = uio.finish()
+                del opened[unit.index]
+                _fault("outputs")
+                journal.commit(unit.index, unit.name, outputs)
+                _fault("commit")
+    finally:
+        for uio in opened.values():  # an error stopped the run: no half-written output stays
+            uio.close()
     return skipped, processed
+
+
+def _p_values(journal: Journal, units):
+    """The pass-1 p-values of every unit, as float64 (None: untested, NaN)."""
+    import array
+
+    return array.array("d", (float("nan") if r["p_value"] is None else r["p_value"]
+                             for r in journal.rows(u.index for u in units)))
 
 
 def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, action: str = "report",
@@ -230,7 +246,8 @@ def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, ac
     commit unit of a folder input; the rest as :class:`~wmark.scrub.scrubber.Scrubber`."""
     from wmark.image.io import check_key
     from wmark.scrub.engines import make_engine
-    from wmark.scrub.report import MANIFEST_FORMATS, counts, expected_false_block, write_closing
+    from wmark.scrub.report import (MANIFEST_FORMATS, ManifestWriter, Tally, closing_paths, expected_false_block,
+                                    write_closing)
     from wmark.scrub.sources import open_source
 
     t0 = time.perf_counter()
@@ -264,37 +281,53 @@ def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, ac
         state, resumed = _prepare_state(out, params, resume)  # after the engine: a missing one writes nothing
         units = src.units()
         write = action != "report"
+        weights = False
+        if write and action == "strip" and src.kind == "text":
+            from wmark.scrub.scrubber import green_scheme
+
+            weights = green_scheme(final.text_scheme()[0])
         skipped = processed = 0
-        act = Journal(state / "act.jsonl")
-        if fdr is None:
-            skipped, processed = _run_pass("detect+act", src, units, act, final, eng, out, write, on_error,
-                                           batch_size, None, progress)
-            cutoff = alpha
-        else:
-            det = Journal(state / "detect.jsonl")
-            s1, p1 = _run_pass("detect", src, units, det, Scrubber(action="report", alpha=0.5, **base), eng, out,
-                               False, on_error, batch_size, None, progress)
-            _fault("decide")
-            cutoff = bh_cutoff((r["p_value"] for r in det.rows(u.index for u in units)), fdr)
-            write_atomic(state / "decision.json", json.dumps({"rule": "fdr", "q": fdr, "cutoff": cutoff}) + "\n")
-            final.cutoff = cutoff
-            if write:
-                s2, p2 = _run_pass("act", src, units, act, final, eng, out, True, on_error, batch_size, det,
-                                   progress)
-            else:  # report: the decision is all pass 2 adds
-                for u in units:
-                    if not act.done(u.index):
-                        rows = [{**r, "detected": is_marked(r["p_value"], cutoff=cutoff)}
-                                for r in det.entries[u.index]["rows"]]
-                        act.commit(u.index, u.name, rows, [])
-                s2, p2 = s1, 0
-            skipped, processed = min(s1, s2), max(p1, p2)
-        _fault("manifest")
-        rows = act.rows(u.index for u in units)
-        marked = (lambda p: is_marked(p, alpha=alpha)) if fdr is None else (lambda p: is_marked(p, cutoff=cutoff))
-        c = counts(rows, marked if action == "strip" and src.kind == "image" else None)
+        with Journal(state / "act.jsonl") as act, Journal(state / "detect.jsonl") as det:
+            if fdr is None:
+                skipped, processed = _run_pass("detect+act", src, units, act, final, eng, out, write, on_error,
+                                               batch_size, None, progress, weights)
+                cutoff = alpha
+            else:
+                s1, p1 = _run_pass("detect", src, units, det, Scrubber(action="report", alpha=0.5, **base), eng,
+                                   out, False, on_error, batch_size, None, progress)
+                _fault("decide")
+                cutoff = bh_cutoff(_p_values(det, units), fdr)
+                write_atomic(state / "decision.json", json.dumps({"rule": "fdr", "q": fdr, "cutoff": cutoff}) + "\n")
+                final.cutoff = cutoff
+                if write:
+                    s2, p2 = _run_pass("act", src, units, act, final, eng, out, True, on_error, batch_size, det,
+                                       progress, weights)
+                else:  # report: the decision is all pass 2 adds
+                    for u in units:
+                        if not act.done(u.index):
+                            rows = [{**r, "detected": is_marked(r["p_value"], cutoff=cutoff)}
+                                    for r in det.unit_rows(u.index)]
+                            for k in range(0, len(rows), batch_size):
+                                act.add(u.index, rows[k:k + batch_size])
+                            act.commit(u.index, u.name, [])
+                    s2, p2 = s1, 0
+                skipped, processed = min(s1, s2), max(p1, p2)
+            _fault("manifest")
+            marked = ((lambda p: is_marked(p, alpha=alpha)) if fdr is None
+                      else (lambda p: is_marked(p, cutoff=cutoff)))
+            tally = Tally(marked if action == "strip" and src.kind == "image" else None)
+            man = ManifestWriter(closing_paths(out, manifest_format)["manifest"], manifest_format)
+            try:
+                for r in act.rows(u.index for u in units):
+                    tally.add(r)
+                    man.add(r)
+                man.close()
+            except BaseException:
+                man.abort()
+                raise
+        c = tally.counts()
         rule, level = ("alpha", alpha) if fdr is None else ("fdr", fdr)
-        ef = expected_false_block([r["p_value"] for r in rows], rule, level)
+        ef = expected_false_block(tally.p, rule, level)
         elapsed = time.perf_counter() - t0
         summary = {
             "input": {"path": str(src_path), **src.describe()}, "action": action, "key": key.fingerprint,
@@ -308,15 +341,12 @@ def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, ac
                          "scheme": scheme if src.kind == "text" else None, "manifest_format": manifest_format},
         }
         if action == "strip" and src.kind == "text":
-            from wmark.scrub.scrubber import green_scheme
-
-            green = green_scheme(final.text_scheme()[0])
             summary["text_strip"] = (
                 "Text strip keeps every document unchanged and writes per-token de-bias loss weights "
-                f"(`wmark_weights`) for the marked ones ({c['stripped']} documents)." if green else
+                f"(`wmark_weights`) for the marked ones ({c['stripped']} documents)." if weights else
                 f"Text strip under the {scheme} scheme has no de-bias weights: marked documents are kept and "
                 "only flagged (`detected`) in the manifest.")
-        paths = write_closing(out, rows, summary, manifest_format)
+        paths = write_closing(out, tally, summary, manifest_format)
     return ScrubResult(out=str(out), manifest=str(paths["manifest"]), summary=str(paths["summary"]),
                        report=str(paths["report"]), counts=c, rule=rule, level=level, cutoff=cutoff,
                        expected_false=float(ef["chosen"]["expected_false"]), units=len(units), resumed_units=skipped,

@@ -132,6 +132,7 @@ class _Stream:
         self.queue = Queue(actor_options={"num_cpus": 0})
         kwargs = constructor_kwargs(scrubber)
         kwargs["threads"] = 1
+        kwargs["echo_unchanged"] = False  # the driver has the input bytes: only changed ones come back
         remote: dict[str, Any] = {"num_cpus": 1}
         if device and str(device).startswith("cuda"):
             gpus = float(ray.cluster_resources().get("GPU", 0))

@@ -1,17 +1,25 @@
 """A scrub's closing files: the manifest (parquet or JSON Lines), ``summary.json``, ``report.md`` and
-the p-value histogram ``pvalues.png``; all written with :func:`wmark.assets.write_atomic`."""
+the p-value histogram ``pvalues.png``; all written atomically. The manifest is written as a stream
+(:class:`ManifestWriter`: parquet row groups of :data:`MANIFEST_ROW_GROUP` rows) while a
+:class:`Tally` keeps what the summary needs (counts, the p-values as float64, the first errors), so
+the closing of a run of any size holds no rows in memory."""
 from __future__ import annotations
 
+import array
 import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from wmark.assets import write_atomic
 from wmark.scrub.scrubber import MANIFEST_COLUMNS
 
 MANIFEST_FORMATS = ("parquet", "jsonl")
+#: rows per row group of a parquet manifest
+MANIFEST_ROW_GROUP = 65536
+#: errors listed in report.md
+REPORT_ERRORS = 20
 #: -log10 p shown for p = 0 (an underflow: stronger than anything a float64 can show)
 LOG10_CAP = 320.0
 
@@ -39,6 +47,99 @@ def manifest_bytes(rows: Sequence[dict], fmt: str = "parquet") -> bytes:
     return buf.getvalue()
 
 
+def _manifest_schema():
+    import pyarrow as pa
+
+    types = {"p_value": pa.float64(), "p_after": pa.float64(), "detected": pa.bool_()}
+    return pa.schema([(c, types.get(c, pa.string())) for c in MANIFEST_COLUMNS])
+
+
+class ManifestWriter:
+    """The manifest written row by row into a temporary file beside ``path`` (parquet row groups of
+    :data:`MANIFEST_ROW_GROUP` rows, or JSON Lines), made whole by :meth:`close` (fsync, rename)."""
+
+    def __init__(self, path: Path, fmt: str = "parquet") -> None:
+        from wmark.scrub.sources import AtomicFile
+
+        if fmt not in MANIFEST_FORMATS:
+            raise ValueError(f"manifest format must be one of {', '.join(MANIFEST_FORMATS)}, got {fmt!r}")
+        self.fmt = fmt
+        self._pending: list[dict] = []
+        self._writer = None
+        if fmt == "parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:  # pragma: no cover - depends on the environment
+                raise ValueError("a parquet manifest needs pyarrow (pip install pyarrow), or pass "
+                                 "--manifest-format jsonl") from None
+            self._schema = _manifest_schema()
+            self.file = AtomicFile(path)
+            self._writer = pq.ParquetWriter(self.file.f, self._schema, compression="zstd")
+        else:
+            self.file = AtomicFile(path)
+
+    def add(self, row: dict) -> None:
+        if self.fmt == "jsonl":
+            self.file.write((json.dumps({c: row.get(c) for c in MANIFEST_COLUMNS}, allow_nan=False) + "\n")
+                            .encode("utf-8"))
+            return
+        self._pending.append(row)
+        if len(self._pending) >= MANIFEST_ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        rows, self._pending = self._pending, []
+        sc = self._schema
+        self._writer.write_table(pa.table({c: pa.array([r.get(c) for r in rows], type=sc.field(c).type)
+                                           for c in MANIFEST_COLUMNS}, schema=sc))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            if self._pending:
+                self._flush()
+            self._writer.close()
+            self._writer = None
+        self.file.commit()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self.file.abort()
+
+
+class Tally:
+    """What the closing files need from the rows, gathered one row at a time: ``counts`` (samples per
+    action, tested, detected and, with ``marked``, the stripped ones still marked after), the tested
+    p-values (float64, in order) and the first :data:`REPORT_ERRORS` error rows."""
+
+    def __init__(self, marked=None) -> None:
+        self.marked = marked
+        self.c = {"samples": 0, "kept": 0, "dropped": 0, "stripped": 0, "error": 0, "tested": 0, "detected": 0}
+        if marked is not None:
+            self.c["still_marked_after_strip"] = 0
+        self.p = array.array("d")
+        self.errors: list[dict] = []
+
+    def add(self, r: dict) -> None:
+        c = self.c
+        c["samples"] += 1
+        c[r["action"]] = c.get(r["action"], 0) + 1
+        if r["p_value"] is not None:
+            c["tested"] += 1
+            self.p.append(float(r["p_value"]))
+        c["detected"] += bool(r["detected"])
+        if self.marked is not None and r["action"] == "stripped" and r["p_after"] is not None:
+            c["still_marked_after_strip"] += bool(self.marked(r["p_after"]))
+        if r["action"] == "error" and len(self.errors) < REPORT_ERRORS:
+            self.errors.append({"id": r["id"], "error": r["error"]})
+
+    def counts(self) -> dict[str, int]:
+        return dict(self.c)
+
+
 def read_manifest(path: str | Path) -> list[dict]:
     """The rows of a manifest written by :func:`manifest_bytes` (parquet or .jsonl by suffix)."""
     p = Path(path)
@@ -49,18 +150,13 @@ def read_manifest(path: str | Path) -> list[dict]:
     return pq.read_table(p).to_pylist()
 
 
-def counts(rows: Sequence[dict], marked=None) -> dict[str, int]:
+def counts(rows: Iterable[dict], marked=None) -> dict[str, int]:
     """Samples per action, and detected / tested counts; with ``marked`` (the run's decision, a
     p-value -> bool), the stripped samples whose re-detection ``p_after`` is still called marked."""
-    c = {"samples": len(rows), "kept": 0, "dropped": 0, "stripped": 0, "error": 0}
+    t = Tally(marked)
     for r in rows:
-        c[r["action"]] = c.get(r["action"], 0) + 1
-    c["tested"] = sum(r["p_value"] is not None for r in rows)
-    c["detected"] = sum(bool(r["detected"]) for r in rows)
-    if marked is not None:
-        c["still_marked_after_strip"] = sum(r["action"] == "stripped" and r["p_after"] is not None
-                                            and bool(marked(r["p_after"])) for r in rows)
-    return c
+        t.add(r)
+    return t.counts()
 
 
 def expected_false_block(p_values: Sequence[float | None], rule: str, level: float) -> dict[str, Any]:
@@ -73,34 +169,40 @@ def expected_false_block(p_values: Sequence[float | None], rule: str, level: flo
     return {"chosen": chosen, "other": other}
 
 
-def histogram_png(p_values: Sequence[float | None], cutoff: float | None, title: str) -> bytes:
-    """A histogram of -log10 p over the tested samples, the decision cutoff marked (matplotlib, Agg)."""
+def histogram_png(p_values: Iterable[float | None], cutoff: float | None, title: str) -> bytes:
+    """A histogram of -log10 p over the tested samples, the decision cutoff marked (matplotlib, Agg;
+    one filled step artist and a fixed layout, so it costs the same for 10 samples or 10 million)."""
+    import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    xs = [min(LOG10_CAP, -math.log10(p)) if p > 0 else LOG10_CAP for p in p_values if p is not None]
+    p = np.asarray([v for v in p_values if v is not None], dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        xs = np.minimum(LOG10_CAP, -np.log10(p))
     fig = Figure(figsize=(6, 3.2), dpi=100)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.16, top=0.9)
     ax = fig.add_subplot(1, 1, 1)
-    if xs:
-        ax.hist(xs, bins=50, color="#4c72b0")
+    if xs.size:
+        counts, edges = np.histogram(xs, bins=50)
+        ax.stairs(counts, edges, fill=True, color="#4c72b0")
     if cutoff is not None and cutoff > 0:
         ax.axvline(-math.log10(cutoff), color="#c44e52", linestyle="--", label=f"cutoff p = {cutoff:.3g}")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("-log10 p-value")
     ax.set_ylabel("samples")
-    if len(xs) > 50:
+    if xs.size > 50:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 
-def report_md(summary: dict[str, Any], rows: Sequence[dict], hist_name: str | None) -> str:
+def report_md(summary: dict[str, Any], errors: Sequence[dict], hist_name: str | None) -> str:
     """``report.md``: counts, the decision rule and its expected false calls, the histogram, strip
-    verification and the first errors."""
+    verification and the first errors (``errors``: the first error rows, ``id`` and ``error``; their
+    total is ``summary["counts"]["error"]``)."""
     c = summary["counts"]
     d = summary["decision"]
     ef = summary["expected_false"]
@@ -134,12 +236,12 @@ def report_md(summary: dict[str, Any], rows: Sequence[dict], hist_name: str | No
                          "read as marked (`p_after` in the manifest).")
         else:
             lines.append(summary.get("text_strip", ""))
-    errs = [r for r in rows if r["action"] == "error"]
-    if errs:
-        lines += ["", f"## Errors ({len(errs)})", ""]
-        lines += [f"- `{r['id']}`: {r['error']}" for r in errs[:20]]
-        if len(errs) > 20:
-            lines.append(f"- ... {len(errs) - 20} more in the manifest")
+    n_err = c["error"]
+    if n_err:
+        lines += ["", f"## Errors ({n_err})", ""]
+        lines += [f"- `{r['id']}`: {r['error']}" for r in errors[:REPORT_ERRORS]]
+        if n_err > REPORT_ERRORS:
+            lines.append(f"- ... {n_err - REPORT_ERRORS} more in the manifest")
     t = summary["throughput"]
     lines += ["", "## Run", "",
               f"{t['samples_this_run']} samples in {t['elapsed_s']:.1f} s ({t['samples_per_s']:.1f} samples/s) with "
@@ -148,15 +250,18 @@ def report_md(summary: dict[str, Any], rows: Sequence[dict], hist_name: str | No
     return "\n".join(lines)
 
 
-def write_closing(out: Path, rows: Sequence[dict], summary: dict[str, Any], manifest_format: str) -> dict[str, Path]:
-    """Write the manifest, the histogram, ``summary.json`` and ``report.md``; returns their paths."""
-    paths = {"manifest": out / f"manifest.{manifest_format}", "summary": out / "summary.json",
-             "report": out / "report.md", "histogram": out / "pvalues.png"}
-    write_atomic(paths["manifest"], manifest_bytes(rows, manifest_format))
+def closing_paths(out: Path, manifest_format: str) -> dict[str, Path]:
+    return {"manifest": out / f"manifest.{manifest_format}", "summary": out / "summary.json",
+            "report": out / "report.md", "histogram": out / "pvalues.png"}
+
+
+def write_closing(out: Path, tally: Tally, summary: dict[str, Any], manifest_format: str) -> dict[str, Path]:
+    """Write the histogram, ``summary.json`` and ``report.md`` (the manifest is written by a
+    :class:`ManifestWriter` as the rows stream by); returns the paths of all four."""
+    paths = closing_paths(out, manifest_format)
     d = summary["decision"]
     cut = d["cutoff"] if d["cutoff"] is not None and d["cutoff"] >= 0 else None
-    write_atomic(paths["histogram"], histogram_png([r["p_value"] for r in rows], cut,
-                                                   f"{summary['counts']['tested']} tested samples"))
+    write_atomic(paths["histogram"], histogram_png(tally.p, cut, f"{summary['counts']['tested']} tested samples"))
     write_atomic(paths["summary"], json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    write_atomic(paths["report"], report_md(summary, rows, paths["histogram"].name))
+    write_atomic(paths["report"], report_md(summary, tally.errors, paths["histogram"].name))
     return paths

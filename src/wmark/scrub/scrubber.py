@@ -19,16 +19,14 @@ A batch is a dict of equal-length columns (lists, numpy arrays or pandas-like se
 The result holds the :data:`MANIFEST_COLUMNS` (one manifest row per sample, see
 :mod:`wmark.scrub.pipeline`) plus ``data_out`` (what goes to the output: the input object itself
 where the sample is unchanged, new bytes where it was stripped, None where it is left out) and
-``weights`` (text strip: per-token de-bias loss weights, else None).
+``weights`` (text strip: per-token de-bias loss weights, else None). With ``echo_unchanged=False``
+(what the engines use between processes) an unchanged sample's ``data_out`` is an empty bytes / str
+instead of the input, so the bytes do not travel back; ``sha256_out == sha256_in`` tells it apart.
 """
 from __future__ import annotations
 
 import io
 import math
-import os
-import shutil
-import tempfile
-import weakref
 from typing import Any, Mapping, Sequence
 
 from wmark.assets import sha256_bytes
@@ -117,6 +115,7 @@ class Scrubber:
     ``min_window`` (windowed detection finds a marked passage inside a longer document).
     ``threads``: torch CPU threads to pin on the first call (None: leave them). ``id_column`` /
     ``data_column`` name the batch's columns (e.g. "path" / "bytes" for Ray's ``read_binary_files``).
+    ``echo_unchanged``: False gives an empty placeholder as the ``data_out`` of unchanged samples.
     """
 
     def __init__(self, key, kind: str = "image", action: str = "report", *, alpha: float | None = 1e-3,
@@ -124,7 +123,8 @@ class Scrubber:
                  max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int | None = None, model: str = "default",
                  device: str | None = None, scheme: str = "kgw-selfhash", scheme_params: Mapping[str, Any] | None = None,
                  tokenizer: str | None = None, vocab_size: int | None = None, min_window: int = 50,
-                 threads: int | None = None, id_column: str = "id", data_column: str = "data") -> None:
+                 threads: int | None = None, id_column: str = "id", data_column: str = "data",
+                 echo_unchanged: bool = True) -> None:
         from wmark.image.io import check_key
         from wmark.scrub.decide import check_level
 
@@ -165,6 +165,7 @@ class Scrubber:
         self.threads = threads
         self.id_column = id_column
         self.data_column = data_column
+        self.echo_unchanged = bool(echo_unchanged)
         self._state: dict[str, Any] = {}
 
     # -- pickling: settings only; what loads lazily is rebuilt on the other side ----------------------
@@ -183,7 +184,7 @@ class Scrubber:
     def settings(self) -> dict[str, Any]:
         """The settings that change rows or outputs (JSON-ready; the key as its fingerprint)."""
         out = {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k not in ("key", "threads",
-                                                                                            "device")}
+                                                                                            "device", "echo_unchanged")}
         out["key"] = self.key.fingerprint
         return out
 
@@ -229,27 +230,17 @@ class Scrubber:
             st = self._state["text"] = (sch, tok)
         return st
 
-    def _tmp(self) -> str:
-        """A private folder for decoding image bytes (removed with the instance)."""
-        d = self._state.get("tmp")
-        if d is None:
-            d = self._state["tmp"] = tempfile.mkdtemp(prefix="wmark-scrub-")
-            weakref.finalize(self, shutil.rmtree, d, True)
-        return d
-
     def decode(self, data: bytes, ext: str = ""):
-        """Image bytes -> what :func:`wmark.image.io.load` gives (PIL image or Image16), with its
-        one-line ImageError for anything bad (zero bytes, truncated, undecodable, too large)."""
+        """Image bytes -> what :func:`wmark.image.io.load_bytes` gives (PIL image or Image16), with its
+        one-line ImageError for anything bad (zero bytes, truncated, undecodable, too large); decoded
+        in memory (``ext`` is a hint only: the format is read from the bytes)."""
         from wmark.image import io as imio
 
-        path = os.path.join(self._tmp(), "sample" + (ext if ext.isascii() and len(ext) <= 8 else ""))
-        with open(path, "wb") as f:
-            f.write(data)
         try:
-            return imio.load(path, max_pixels=self.max_pixels)
+            return imio.load_bytes(data, "sample", max_pixels=self.max_pixels)
         except ValueError as exc:
             msg = str(exc)
-            raise imio.ImageError(msg[len(path) + 2:] if msg.startswith(f"{path}: ") else msg) from None
+            raise imio.ImageError(msg[len("sample: "):] if msg.startswith("sample: ") else msg) from None
 
     # -- the batch ----------------------------------------------------------------------------------------
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, list]:
@@ -320,6 +311,8 @@ class Scrubber:
             r["sha256_out"] = None
         elif r["data_out"] is data:
             r["sha256_out"] = r["sha256_in"]
+            if not self.echo_unchanged:
+                r["data_out"] = data[:0]  # the caller has the input: an empty placeholder of its type
         else:
             r["sha256_out"] = sha256_bytes(_bytes_of(r["data_out"]))
 

@@ -1,17 +1,22 @@
 """Where a scrub's samples come from and where its outputs go: one class per input format, each
 reading its input in *units* (the commit unit of a run) and writing each unit's output in the same
-format and layout under the output folder.
+format and layout under the output folder, both as a stream.
 
     folder      a folder tree of images (recursive; ``wmark.assets.IMAGE_EXTS``), or of ``.txt`` files
-                for text; unit = ``chunk_size`` files in path order; sample id = the relative path;
-                output = the same relative path under OUT (stripped text: a ``NAME.wmark_weights.json``
-                sidecar beside it)
+                for text; sample id = the relative path; output = the same relative path under OUT
+                (stripped text: a ``NAME.wmark_weights.json`` sidecar beside it). Every other file
+                (captions, ``.json`` metadata: *sidecars*) is copied byte for byte, except that the
+                sidecars of a *group* (the files of one folder sharing the name up to its first dot,
+                ``img1.jpg`` with ``img1.txt`` and ``img1.jpg.json``) are left out with its images when
+                every one of them is. unit = about ``chunk_size`` files, whole groups, in order
     webdataset  ``.tar`` shards (a file or a folder tree of them); a sample = the consecutive members
                 sharing a key (the member path up to the first dot of its file name, as webdataset
-                groups them); its image is the first member with an image suffix (text: ``.txt``);
-                the other members travel with it. unit = one shard; id = ``SHARD/KEY``; output = the
-                shard rebuilt (members of dropped samples left out; a stripped image replaces its
-                member; stripped text adds a ``KEY.wmark_weights.json`` member)
+                groups them); each of its members with an image suffix (text: ``.txt``) is scrubbed,
+                the other members travel with it byte for byte. unit = one shard; id = ``SHARD/KEY``
+                (a sample with several images: ``SHARD/KEY.EXT`` for each, ``EXT`` the member's suffix
+                after the key); output = the shard rebuilt: a sample is left out whole where any of
+                its images is dropped (or skipped as an error), a stripped image replaces its member,
+                stripped text adds a ``KEY.wmark_weights.json`` member
     parquet     ``.parquet`` files with an image-bytes column (binary, or a struct with a ``bytes``
                 field as Hugging Face writes them) or a text column; unit = one file; id =
                 ``FILE/ROW`` (0-based); output = the file with dropped rows left out, stripped cells
@@ -19,8 +24,15 @@ format and layout under the output folder.
     jsonl       JSON Lines with a text field; unit = one file; id = ``FILE/LINE`` (1-based); output =
                 the file with dropped lines left out and a ``wmark_weights`` field on stripped ones
 
-Unchanged samples are copied byte for byte (lines, members and cells as read); a unit where nothing
-changed is copied whole. Every output file is written with :func:`wmark.assets.write_atomic`.
+Streaming: :meth:`Source.open` gives a :class:`UnitIO` whose :meth:`~UnitIO.items` reads the unit
+sample by sample (a shard member by member, a parquet file batch by batch, JSON Lines line by line)
+and whose :meth:`~UnitIO.put` writes each decided sample to the unit's temporary output at once, so
+a run holds only the samples in flight, never a whole shard. :meth:`~UnitIO.finish` makes the output
+whole (fsync, then rename over the final name); :meth:`~UnitIO.close` before that removes it.
+
+Unchanged samples are copied byte for byte (lines, members and cells as read); a shard or parquet
+file where nothing changed is copied whole. Every output appears atomically (a temporary
+``.NAME.XXXX.tmp`` beside it, fsync, rename, as :func:`wmark.assets.write_atomic`).
 
 The registry :data:`SOURCES` maps a format name to its class (``"module:attr"``); :func:`infer_format`
 picks one from the input's suffixes; :func:`open_source` builds it.
@@ -31,10 +43,12 @@ import copy
 import io
 import json
 import os
+import shutil
 import tarfile
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 from wmark.assets import IMAGE_EXTS, write_atomic
 
@@ -51,28 +65,22 @@ TEXT_EXTS: frozenset[str] = frozenset({".txt"})
 WEIGHTS_SUFFIX = ".wmark_weights.json"
 #: column (parquet) / field (jsonl) that holds the de-bias weights of a stripped text
 WEIGHTS_FIELD = "wmark_weights"
+#: rows per record batch read from a parquet file
+PARQUET_READ_ROWS = 1024
 
 
 @dataclass
 class Item:
     """One sample as read: ``id``, ``data`` (image bytes or text), ``ext`` (format hint), ``error``
-    (why the reader could not make a sample of it) and ``ref`` (what the source needs to write it)."""
+    (why the reader could not make a sample of it), ``ref`` (what the source needs to write it) and
+    ``group`` (items of one webdataset sample share it: a batch never splits them)."""
 
     id: str
     data: bytes | str | None
     ext: str = ""
     error: str | None = None
     ref: Any = None
-
-
-@dataclass
-class Read:
-    """What :meth:`Source.read` gives for one unit: its ``items`` and ``ctx``, what the source keeps
-    to write the unit back (raw bytes, the table, the lines)."""
-
-    unit: "Unit"
-    items: list[Item]
-    ctx: Any = None
+    group: Any = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,150 @@ def _suffix(name: str) -> str:
     return os.path.splitext(name)[1].lower()
 
 
+def _raw(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+
+
+def _weights_json(w) -> bytes:
+    return (json.dumps(list(w), separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def emitted(row: dict, on_error: str) -> bool:
+    """Whether a sample goes to the output: it has an output, or it is a bad sample to copy."""
+    return row["data_out"] is not None or (row["action"] == "error" and on_error == "copy")
+
+
+def changed(row: dict) -> bool:
+    """Whether a sample's output differs from its input (by digest: the row may have come back from
+    another process, so object identity says nothing; an unchanged sample's ``data_out`` may be an
+    empty placeholder, the input is written instead)."""
+    return row["data_out"] is not None and row["sha256_out"] != row["sha256_in"]
+
+
+def same_out(row: dict, on_error: str) -> bool:
+    """The sample goes out exactly as it came in."""
+    return emitted(row, on_error) and not changed(row) and row["weights"] is None
+
+
+class AtomicFile:
+    """An output file written in pieces and seen whole or not at all: a temporary ``.NAME.XXXX.tmp``
+    beside ``dst`` (what :func:`wmark.assets.sweep_temp_files` removes after a kill), then fsync and
+    ``os.replace`` in :meth:`commit`; :meth:`abort` removes it."""
+
+    def __init__(self, dst: Path) -> None:
+        from wmark.assets import _umask
+
+        self.dst = Path(dst)
+        self.dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{self.dst.name}.", suffix=".tmp", dir=self.dst.parent)
+        self.f = os.fdopen(fd, "w+b")
+        self._mode = 0o666 & ~_umask()
+
+    def write(self, data: bytes) -> int:
+        return self.f.write(data)
+
+    def copy_of(self, path: Path) -> None:
+        """Make the file a byte-for-byte copy of ``path`` (whatever was written so far is discarded)."""
+        self.f.seek(0)
+        self.f.truncate()
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, self.f, 1 << 20)
+
+    def commit(self) -> int:
+        """fsync, rename over ``dst``; returns the size."""
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        size = self.f.tell()
+        self.f.close()
+        os.chmod(self.tmp, self._mode)
+        os.replace(self.tmp, self.dst)
+        self.tmp = None
+        return size
+
+    def abort(self) -> None:
+        if self.tmp is not None:
+            self.f.close()
+            Path(self.tmp).unlink(missing_ok=True)
+            self.tmp = None
+
+
+class UnitIO:
+    """One unit being read and (with ``out``) written; see the module doc. Use as a context manager,
+    or call :meth:`close`. ``put`` takes the rows in the order :meth:`items` gave the samples
+    (``row``: the scrubber's output row, with ``data_out``, ``action``, ``sha256_*``, ``weights``) and
+    may correct a row in place (a webdataset image left out with its sample becomes "dropped"); the
+    items of one ``group`` come in one batch, so their rows are all there before any is recorded."""
+
+    def __init__(self, src: "Source", unit: Unit, out: Path | None, on_error: str, weights: bool = False) -> None:
+        self.src, self.unit, self.out, self.on_error, self.weights = src, unit, out, on_error, weights
+        self.outputs: list[tuple[str, int]] = []
+        self.finished = False
+
+    def items(self) -> Iterator[Item]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def put(self, item: Item, row: dict) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def finish(self) -> list[tuple[str, int]]:
+        """Make the unit's outputs whole; returns (relative path, size) per file written."""
+        self.finished = True
+        return self.outputs
+
+    def close(self) -> None:
+        """Drop an output not yet finished (after an error)."""
+
+    def __enter__(self) -> "UnitIO":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _put_file(self, rel: str, data: bytes) -> None:
+        dst = self.out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(dst, data)
+        self.outputs.append((rel, len(data)))
+
+
+class _OneFileIO(UnitIO):
+    """A unit that is one input file rebuilt into one output file (shard, parquet, JSON Lines): the
+    output is streamed into an :class:`AtomicFile`; where every sample went out unchanged (and
+    ``whole_copy``), the input file is copied instead of the rebuilt one."""
+
+    whole_copy = True
+
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.rel = self.unit.files[0]
+        self.path = self.src.path(self.rel)
+        self.file: AtomicFile | None = None
+        self.same = True  # every sample so far went out as it came in
+
+    def _file(self) -> AtomicFile:
+        if self.file is None:
+            self.file = AtomicFile(self.out / self.rel)
+        return self.file
+
+    def _commit(self, copy_whole: bool, write_nothing: bool = False) -> list[tuple[str, int]]:
+        self.finished = True
+        if self.out is None:
+            return []
+        if write_nothing:
+            if self.file is not None:
+                self.file.abort()
+            return []
+        f = self._file()
+        if copy_whole:
+            f.copy_of(self.path)
+        self.outputs.append((self.rel, f.commit()))
+        return self.outputs
+
+    def close(self) -> None:
+        if self.file is not None and not self.finished:
+            self.file.abort()
+
+
 class Source:
     """The interface every input format implements (see the module doc)."""
 
@@ -135,7 +287,7 @@ class Source:
         if self.kind not in self.suffixes:
             raise ValueError(f"{self.format} inputs hold {' or '.join(self.suffixes)}, not {self.kind}")
         self._files = self._list()
-        if not self._files:
+        if not any(self._is_input(r) for r, _, _ in self._files):
             want = ", ".join(sorted(self.suffixes[self.kind]))
             raise ValueError(f"{self.root}: no {self.format} input files ({want})")
 
@@ -143,13 +295,15 @@ class Source:
     def _infer_kind(self) -> str:
         return next(iter(self.suffixes))
 
+    def _is_input(self, rel: str) -> bool:
+        return _suffix(rel) in self.suffixes[self.kind]
+
     def _list(self) -> list[tuple[str, int, int]]:
         """(relative path, size, mtime_ns) of the input files, in order."""
-        want = self.suffixes[self.kind]
         if self.root.is_file():
             st = self.root.stat()
-            return [(self.root.name, st.st_size, st.st_mtime_ns)] if _suffix(self.root.name) in want else []
-        return sorted((r, st.st_size, st.st_mtime_ns) for r, st in _walk(self.root) if _suffix(r) in want)
+            return [(self.root.name, st.st_size, st.st_mtime_ns)] if self._is_input(self.root.name) else []
+        return sorted((r, st.st_size, st.st_mtime_ns) for r, st in _walk(self.root) if self._is_input(r))
 
     def path(self, rel: str) -> Path:
         """The input file of relative path ``rel``."""
@@ -170,47 +324,73 @@ class Source:
     def describe(self) -> dict[str, Any]:
         return {"format": self.format, "kind": self.kind, "column": self.column, "files": len(self._files)}
 
-    # -- reading and writing ----------------------------------------------------------------------------
-    def read(self, unit: Unit) -> Read:  # pragma: no cover - interface
-        """The unit's samples, in order (a sample the reader cannot make is an Item with ``error``)."""
-        raise NotImplementedError
+    def open(self, unit: Unit, out: Path | None = None, on_error: str = "copy", weights: bool = False) -> UnitIO:
+        """The :class:`UnitIO` of ``unit``: read it, and with ``out`` write its output there.
+        ``weights``: stripped texts may carry de-bias weights (a parquet output gets the column)."""
+        return self.io_class(self, unit, out, on_error, weights)
 
-    def write(self, read: Read, rows: Sequence[dict], out: Path, on_error: str
-              ) -> list[tuple[str, int]]:  # pragma: no cover - interface
-        """Write the unit's output under ``out`` from its scrubbed ``rows`` (one per item, with
-        ``data_out``, ``action`` and ``weights``); returns (relative path, size) per file written."""
-        raise NotImplementedError
-
-    @staticmethod
-    def _emit(row: dict, on_error: str) -> bool:
-        """Whether a sample goes to the output: it has an output, or it is a bad sample to copy."""
-        return row["data_out"] is not None or (row["action"] == "error" and on_error == "copy")
-
-    @staticmethod
-    def _changed(row: dict) -> bool:
-        """Whether a sample's output differs from its input (by digest: the row may have come back
-        from another process, so object identity says nothing)."""
-        return row["data_out"] is not None and row["sha256_out"] != row["sha256_in"]
-
-    @staticmethod
-    def _unchanged(items: Sequence[Item], rows: Sequence[dict], on_error: str) -> bool:
-        """Every sample goes out exactly as it came in."""
-        return all(Source._emit(r, on_error) and not Source._changed(r) and r["weights"] is None
-                   for r in rows)
-
-    def _put(self, out: Path, rel: str, data: bytes) -> tuple[str, int]:
-        dst = out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(dst, data)
-        return rel, len(data)
+    io_class: type[UnitIO] = UnitIO
 
 
 # -- folder tree ---------------------------------------------------------------------------------------------
+def _group(rel: str) -> str:
+    """A folder file's group: its folder and its name up to the first dot."""
+    d, _, base = rel.rpartition("/")
+    stem = base.split(".", 1)[0]
+    return f"{d}/{stem}" if d else stem
+
+
+class _FolderIO(UnitIO):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.group_out: dict[str, bool] = {}  # group -> whether any of its samples went out
+        self.written: set[str] = set()
+
+    def items(self) -> Iterator[Item]:
+        for rel in self.unit.files:
+            if not self.src._is_input(rel):
+                continue
+            self.group_out.setdefault(_group(rel), False)
+            try:
+                yield Item(rel, self.src.path(rel).read_bytes(), _suffix(rel))
+            except OSError as exc:
+                yield Item(rel, None, _suffix(rel), error=f"cannot read ({exc.strerror or exc})")
+
+    def put(self, item: Item, row: dict) -> None:
+        if self.out is None or not emitted(row, self.on_error):
+            return
+        data = row["data_out"] if changed(row) else item.data
+        if data is None:  # unreadable: nothing to copy
+            return
+        self.group_out[_group(item.id)] = True
+        self._put_file(item.id, _raw(data))
+        self.written.add(item.id)
+        if row["weights"] is not None:
+            self._put_file(item.id + WEIGHTS_SUFFIX, _weights_json(row["weights"]))
+            self.written.add(item.id + WEIGHTS_SUFFIX)
+
+    def finish(self) -> list[tuple[str, int]]:
+        if self.out is not None:
+            for rel in self.unit.files:  # the sidecars: byte for byte, unless their group's samples all went
+                if self.src._is_input(rel) or rel in self.written or not self.group_out.get(_group(rel), True):
+                    continue
+                try:
+                    data = self.src.path(rel).read_bytes()
+                except OSError as exc:
+                    import warnings
+
+                    warnings.warn(f"scrub: sidecar {rel} not copied ({exc.strerror or exc})", stacklevel=2)
+                    continue
+                self._put_file(rel, data)
+        return super().finish()
+
+
 class FolderSource(Source):
-    """A folder tree of image files (or ``.txt`` files for text); see the module doc."""
+    """A folder tree of image files (or ``.txt`` files for text) and their sidecars; see the module doc."""
 
     format = "folder"
     suffixes = {"image": frozenset(IMAGE_EXTS), "text": TEXT_EXTS}
+    io_class = _FolderIO
 
     def _infer_kind(self) -> str:
         if self.root.is_file():
@@ -220,43 +400,37 @@ class FolderSource(Source):
                 return "image"
         return "text"
 
+    def _list(self) -> list[tuple[str, int, int]]:
+        """Every file (samples and sidecars), a group's files together."""
+        if self.root.is_file():
+            return super()._list()
+        return sorted(((r, st.st_size, st.st_mtime_ns) for r, st in _walk(self.root)),
+                      key=lambda f: (_group(f[0]), f[0]))
+
     def units(self) -> list[Unit]:
         n = self.chunk_size
-        out = []
-        for i in range(0, len(self._files), n):
-            files = self._files[i:i + n]
-            out.append(Unit(len(out), f"{files[0][0]} .. ({len(files)} files)", tuple(f[0] for f in files),
-                            sum(f[1] for f in files)))
+        out: list[Unit] = []
+        cur: list[tuple[str, int, int]] = []
+
+        def close() -> None:
+            if cur:
+                out.append(Unit(len(out), f"{cur[0][0]} .. ({len(cur)} files)", tuple(f[0] for f in cur),
+                                sum(f[1] for f in cur)))
+                cur.clear()
+
+        for k, f in enumerate(self._files):
+            cur.append(f)
+            nxt = self._files[k + 1][0] if k + 1 < len(self._files) else None
+            if len(cur) >= n and (nxt is None or _group(nxt) != _group(f[0])):
+                close()
+        close()
         return out
 
     def total(self) -> int:
-        return len(self._files)
+        return sum(self._is_input(f[0]) for f in self._files)
 
-    def read(self, unit: Unit) -> Read:
-        items = []
-        for rel in unit.files:
-            try:
-                items.append(Item(rel, self.path(rel).read_bytes(), _suffix(rel)))
-            except OSError as exc:
-                items.append(Item(rel, None, _suffix(rel), error=f"cannot read ({exc.strerror or exc})"))
-        return Read(unit, items)
-
-    def write(self, read, rows, out, on_error):
-        written = []
-        for it, r in zip(read.items, rows):
-            if not self._emit(r, on_error):
-                continue
-            data = r["data_out"] if self._changed(r) else it.data
-            if data is None:  # unreadable: nothing to copy
-                continue
-            written.append(self._put(out, it.id, data if isinstance(data, bytes) else data.encode("utf-8")))
-            if r["weights"] is not None:
-                written.append(self._put(out, it.id + WEIGHTS_SUFFIX, _weights_json(r["weights"])))
-        return written
-
-
-def _weights_json(w: Sequence[float]) -> bytes:
-    return (json.dumps(list(w), separators=(",", ":")) + "\n").encode("utf-8")
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "samples": self.total()}
 
 
 # -- webdataset tar shards ------------------------------------------------------------------------------------
@@ -267,11 +441,156 @@ def wds_key(name: str) -> tuple[str, str]:
     return (f"{d}/{stem}" if d else stem), ext
 
 
+@dataclass(eq=False)
+class _Sample:
+    """The members of one webdataset sample: [TarInfo, bytes | None, error | None] each, and the
+    rows of its scrubbed members as they come back."""
+
+    key: str
+    members: list = field(default_factory=list)
+    scrubbed: list = field(default_factory=list)  # member indices (None: the sample has none)
+    rows: dict = field(default_factory=dict)
+
+
+def _info(m: tarfile.TarInfo, size: int, name: str | None = None) -> tarfile.TarInfo:
+    """A copy of a member's header for ``size`` bytes of data (and another name)."""
+    info = copy.copy(m)
+    info.pax_headers = dict(m.pax_headers)
+    info.size = size
+    if name is not None:
+        info.name = name
+    return info
+
+
+class _TarIO(_OneFileIO):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.tar: tarfile.TarFile | None = None
+        self.broken = False
+
+    def _samples(self) -> Iterator[tuple[_Sample | None, str | None]]:
+        """(sample, None) per sample in order, then (None, why) where the shard is cut short."""
+        cur: _Sample | None = None
+        n = 0
+        problem = None
+        try:
+            with tarfile.open(self.path, "r:") as tf:
+                while True:
+                    m = tf.next()
+                    if m is None:
+                        break
+                    tf.members.clear()  # the listing is not kept: a shard streams in bounded memory
+                    if not m.isfile():
+                        continue
+                    key, _ = wds_key(m.name)
+                    if cur is not None and cur.key != key:
+                        yield cur, None
+                        cur = None
+                    if cur is None:
+                        cur = _Sample(key)
+                    n += 1
+                    try:
+                        f = tf.extractfile(m)
+                        data = f.read() if f is not None else b""
+                        if len(data) != m.size:
+                            raise tarfile.ReadError("unexpected end of data")
+                        cur.members.append([m, data, None])
+                    except (tarfile.TarError, OSError, EOFError) as exc:
+                        cur.members.append([m, None, f"member {m.name}: {exc}"])
+                        problem = f"shard truncated or corrupt at member {m.name} ({exc})"
+                        break
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            problem = f"shard truncated or corrupt after {n} members ({exc})"
+        if cur is not None:
+            yield cur, None
+        if problem:
+            yield None, problem
+
+    def _main(self, ext: str) -> bool:
+        last = "." + ext.rsplit(".", 1)[-1].lower()
+        return last in (IMAGE_EXTS if self.src.kind == "image" else TEXT_EXTS)
+
+    def items(self) -> Iterator[Item]:
+        for smp, problem in self._samples():
+            if smp is None:
+                self.broken = True
+                yield Item(f"{self.rel}/#end", None, error=problem, ref=None)
+                continue
+            sid = f"{self.rel}/{smp.key}"
+            bad = next((e for _, _, e in smp.members if e), None)
+            smp.scrubbed = [j for j, (m, _, _) in enumerate(smp.members) if self._main(wds_key(m.name)[1])]
+            if not smp.scrubbed:
+                found = ", ".join(wds_key(m.name)[1] for m, _, _ in smp.members)
+                smp.scrubbed = [None]
+                yield Item(sid, None, error=bad or f"no {self.src.kind} member in the sample ({found})",
+                           ref=(smp, None))
+                continue
+            several = len(smp.scrubbed) > 1
+            for j in smp.scrubbed:
+                m, data, _ = smp.members[j]
+                ext = wds_key(m.name)[1]
+                yield Item(f"{sid}.{ext}" if several else sid, data, "." + ext.rsplit(".", 1)[-1].lower(),
+                           error=bad, ref=(smp, j), group=smp if several else None)
+
+    def put(self, item: Item, row: dict) -> None:
+        if item.ref is None:  # the shard's cut-short end: nothing to write
+            return
+        smp, j = item.ref
+        smp.rows[j] = row
+        if len(smp.rows) < len(smp.scrubbed):
+            return
+        rows = [smp.rows[j] for j in smp.scrubbed]
+        by_member = dict(zip(smp.scrubbed, rows))
+        smp.rows = {}
+        if not all(same_out(r, self.on_error) for r in rows):
+            self.same = False
+        if self.out is None:  # reading only (report, a detection pass): the rows stand as they are
+            return
+        whole = all(emitted(r, self.on_error) for r in rows)
+        if not whole:  # a dropped (or skipped) image takes its whole sample along: the rows say so
+            for r in rows:
+                if r["action"] in ("kept", "stripped"):
+                    r["action"] = "dropped"
+                r["data_out"] = r["sha256_out"] = None
+        tar = self._tar()
+        if whole:
+            for k, (m, data, _) in enumerate(smp.members):
+                if data is None:
+                    continue
+                r = by_member.get(k)
+                if r is not None and changed(r):
+                    data = _raw(r["data_out"])
+                tar.addfile(_info(m, len(data)), _bytes_io(data))
+                if r is not None and r["weights"] is not None:
+                    w = _weights_json(r["weights"])
+                    tar.addfile(_info(m, len(w), wds_key(m.name)[0] + WEIGHTS_SUFFIX), _bytes_io(w))
+        smp.members = []
+
+    def _tar(self) -> tarfile.TarFile:
+        if self.tar is None:
+            self.tar = tarfile.open(fileobj=self._file().f, mode="w", format=tarfile.PAX_FORMAT)
+        return self.tar
+
+    def finish(self) -> list[tuple[str, int]]:
+        whole = self.same and not self.broken
+        if self.out is not None and not whole:
+            self._tar()
+        if self.tar is not None:
+            self.tar.close()  # the end-of-archive blocks; the file stays open
+            self.tar = None
+        return self._commit(copy_whole=whole)
+
+
+def _bytes_io(data: bytes) -> io.BytesIO:
+    return io.BytesIO(data)
+
+
 class TarSource(Source):
     """Webdataset ``.tar`` shards; see the module doc."""
 
     format = "webdataset"
     suffixes = {"image": frozenset({".tar"}), "text": frozenset({".tar"})}
+    io_class = _TarIO
 
     def _infer_kind(self) -> str:
         """image where the first shard's first members include an image, else text."""
@@ -290,88 +609,6 @@ class TarSource(Source):
             return "image"
         return "text"
 
-    def _main(self, ext: str) -> bool:
-        last = "." + ext.rsplit(".", 1)[-1].lower()
-        return last in (IMAGE_EXTS if self.kind == "image" else TEXT_EXTS)
-
-    def read(self, unit: Unit) -> Read:
-        rel = unit.files[0]
-        raw = self.path(rel).read_bytes()
-        groups: list[tuple[str, list[list]]] = []  # (key, [[TarInfo, bytes | None, error], ...])
-        problem = None
-        try:
-            with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
-                for m in tf:
-                    if not m.isfile():
-                        continue
-                    key, _ = wds_key(m.name)
-                    if not groups or groups[-1][0] != key:
-                        groups.append((key, []))
-                    try:
-                        f = tf.extractfile(m)
-                        data = f.read() if f is not None else b""
-                        if len(data) != m.size:
-                            raise tarfile.ReadError("unexpected end of data")
-                        groups[-1][1].append([m, data, None])
-                    except (tarfile.TarError, OSError, EOFError) as exc:
-                        groups[-1][1].append([m, None, f"member {m.name}: {exc}"])
-                        problem = f"shard truncated or corrupt at member {m.name} ({exc})"
-                        break
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            n = sum(len(g[1]) for g in groups)
-            problem = f"shard truncated or corrupt after {n} members ({exc})"
-        items = []
-        for key, members in groups:
-            main = next((j for j, (m, _, _) in enumerate(members) if self._main(wds_key(m.name)[1])), None)
-            sid = f"{rel}/{key}"
-            bad = next((e for _, _, e in members if e), None)
-            if main is None:
-                found = ", ".join(wds_key(m.name)[1] for m, _, _ in members)
-                items.append(Item(sid, None, error=bad or f"no {self.kind} member in the sample ({found})",
-                                  ref=(members, None)))
-                continue
-            m, data, _ = members[main]
-            ext = "." + wds_key(m.name)[1].rsplit(".", 1)[-1].lower()
-            items.append(Item(sid, data, ext, error=bad, ref=(members, main)))
-        if problem:
-            items.append(Item(f"{rel}/#end", None, error=problem, ref=None))
-        return Read(unit, items, raw)
-
-    def write(self, read, rows, out, on_error):
-        rel = read.unit.files[0]
-        if self._unchanged(read.items, rows, on_error) and all(it.ref is not None for it in read.items):
-            return [self._put(out, rel, read.ctx)]
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-            for it, r in zip(read.items, rows):
-                if it.ref is None or not self._emit(r, on_error):
-                    continue
-                members, main = it.ref
-                for j, (m, data, _) in enumerate(members):
-                    if data is None:
-                        continue
-                    if j == main and self._changed(r):
-                        data = _raw(r["data_out"])
-                    tf.addfile(_info(m, len(data)), io.BytesIO(data))
-                    if j == main and r["weights"] is not None:
-                        w = _weights_json(r["weights"])
-                        tf.addfile(_info(m, len(w), wds_key(m.name)[0] + WEIGHTS_SUFFIX), io.BytesIO(w))
-        return [self._put(out, rel, buf.getvalue())]
-
-
-def _raw(data: bytes | str) -> bytes:
-    return data.encode("utf-8") if isinstance(data, str) else bytes(data)
-
-
-def _info(m: tarfile.TarInfo, size: int, name: str | None = None) -> tarfile.TarInfo:
-    """A copy of a member's header for ``size`` bytes of data (and another name)."""
-    info = copy.copy(m)
-    info.pax_headers = dict(m.pax_headers)
-    info.size = size
-    if name is not None:
-        info.name = name
-    return info
-
 
 # -- parquet --------------------------------------------------------------------------------------------------
 def _pq():
@@ -384,6 +621,127 @@ def _pq():
 
 
 IMAGE_COLUMN_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp", "bytes", "data")
+_CODECS = ("snappy", "gzip", "brotli", "zstd", "lz4", "none", "uncompressed")
+
+
+class _ParquetIO(_OneFileIO):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.unreadable = False
+        self.broken = False
+        self.writer = None
+        self.pending: list = []  # output record batches not yet written as a row group
+        self.pending_rows = 0
+        self.rg = None
+        self.codec = "snappy"
+        self.schema = None
+        self.col = None
+
+    def items(self) -> Iterator[Item]:
+        from wmark.scrub.scrubber import one_line
+
+        pa, pq = _pq()
+        try:
+            pf = pq.ParquetFile(self.path)
+            schema, meta = pf.schema_arrow, pf.metadata
+            if meta.num_row_groups:
+                self.rg = meta.row_group(0).num_rows or None
+                if meta.num_columns:
+                    self.codec = meta.row_group(0).column(0).compression.lower()
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
+            self.unreadable = True
+            yield Item(f"{self.rel}/#file", None, error=f"unreadable parquet file ({one_line(exc)})")
+            return
+        col = self.src._pick_column(schema)  # no such column: a usage error, the run stops
+        batches = pf.iter_batches(batch_size=PARQUET_READ_ROWS, use_threads=False)
+        self.col, self.schema = col, schema
+        row = 0
+        while True:
+            try:
+                rb = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001
+                self.broken = True
+                yield Item(f"{self.rel}/#end", None, error=f"parquet file corrupt after {row} rows ({one_line(exc)})")
+                return
+            holder = {"batch": rb, "rows": [None] * rb.num_rows, "left": rb.num_rows}
+            for i, v in enumerate(rb.column(col).to_pylist()):
+                ext = ""
+                if isinstance(v, dict):
+                    ext = _suffix(str(v.get("path") or ""))
+                    v = v.get("bytes")
+                err = None if v is not None else f"null value in column {col!r}"
+                yield Item(f"{self.rel}/{row}", v, ext, error=err, ref=(holder, i))
+                row += 1
+
+    def _out_schema(self):
+        pa, _ = _pq()
+        schema = self.schema
+        if self.weights:
+            if WEIGHTS_FIELD in schema.names:
+                schema = schema.remove(schema.get_field_index(WEIGHTS_FIELD))
+            schema = schema.append(pa.field(WEIGHTS_FIELD, pa.list_(pa.float32())))
+        return schema
+
+    def put(self, item: Item, row: dict) -> None:
+        if item.ref is None:
+            return
+        holder, i = item.ref
+        holder["rows"][i] = row
+        holder["left"] -= 1
+        if not same_out(row, self.on_error):
+            self.same = False
+        if holder["left"] or self.out is None:
+            return
+        pa, pq = _pq()
+        rb, rows = holder["batch"], holder["rows"]
+        holder["batch"] = holder["rows"] = None
+        keep = [k for k, r in enumerate(rows) if emitted(r, self.on_error)]
+        new = rb.take(pa.array(keep, type=pa.int64()))
+        cells = {j: rows[k]["data_out"] for j, k in enumerate(keep) if changed(rows[k])}
+        cols = list(new.columns)
+        names = list(new.schema.names)
+        if cells:
+            ci = names.index(self.col)
+            vals = cols[ci].to_pylist()
+            for j, v in cells.items():
+                vals[j] = {**vals[j], "bytes": v} if isinstance(vals[j], dict) else v
+            cols[ci] = pa.array(vals, type=new.schema.field(ci).type)
+        if self.weights:
+            if WEIGHTS_FIELD in names:
+                k = names.index(WEIGHTS_FIELD)
+                del cols[k], names[k]
+            cols.append(pa.array([rows[k]["weights"] for k in keep], type=pa.list_(pa.float32())))
+        out = pa.RecordBatch.from_arrays(cols, schema=self._out_schema())
+        self.pending.append(out)
+        self.pending_rows += out.num_rows
+        self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        pa, pq = _pq()
+        if self.writer is None:
+            opts: dict[str, Any] = {"compression": self.codec if self.codec in _CODECS else "snappy"}
+            self.writer = pq.ParquetWriter(self._file().f, self._out_schema(), **opts)
+        rg = self.rg or max(1, self.pending_rows)
+        while self.pending and (self.pending_rows >= rg or final):
+            t = pa.Table.from_batches(self.pending, schema=self._out_schema())
+            take = min(rg, t.num_rows)
+            if take:
+                self.writer.write_table(t.slice(0, take), row_group_size=rg)
+            rest = t.slice(take)
+            self.pending = rest.to_batches() if rest.num_rows else []
+            self.pending_rows = rest.num_rows
+
+    def finish(self) -> list[tuple[str, int]]:
+        if self.unreadable:  # copied as it is, or left out
+            return self._commit(copy_whole=True, write_nothing=self.on_error != "copy")
+        whole = self.same and not self.broken
+        if self.out is not None and self.schema is not None and (not whole or self.writer is not None):
+            self._flush(final=True)
+            self.writer.close()  # the footer; the file stays open
+            self.writer = None
+        return self._commit(copy_whole=whole or self.schema is None)
 
 
 class ParquetSource(Source):
@@ -391,6 +749,7 @@ class ParquetSource(Source):
 
     format = "parquet"
     suffixes = {"image": frozenset({".parquet"}), "text": frozenset({".parquet"})}
+    io_class = _ParquetIO
 
     @staticmethod
     def _col_kind(t) -> str | None:
@@ -456,125 +815,75 @@ class ParquetSource(Source):
         d["column"] = self._pick_column(schema) if schema is not None else self.column
         return d
 
-    def read(self, unit: Unit) -> Read:
-        pa, pq = _pq()
-        rel = unit.files[0]
-        raw = self.path(rel).read_bytes()
-        try:
-            pf = pq.ParquetFile(io.BytesIO(raw))
-            table = pf.read()
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a bad file
-            from wmark.scrub.scrubber import one_line
-
-            return Read(unit, [Item(f"{rel}/#file", None, error=f"unreadable parquet file ({one_line(exc)})")],
-                        (raw, None, None, None, None))
-        col = self._pick_column(table.schema)
-        items = []
-        for i, v in enumerate(table.column(col).to_pylist()):
-            sid, ext = f"{rel}/{i}", ""
-            if isinstance(v, dict):
-                ext = _suffix(str(v.get("path") or ""))
-                v = v.get("bytes")
-            items.append(Item(sid, v, ext, error=None if v is not None else f"null value in column {col!r}", ref=i))
-        meta = pf.metadata
-        codec, rg = "snappy", None
-        if meta.num_row_groups:
-            rg = meta.row_group(0).num_rows
-            if meta.num_columns:
-                codec = meta.row_group(0).column(0).compression.lower()
-        return Read(unit, items, (raw, table, col, codec, rg))
-
-    def write(self, read, rows, out, on_error):
-        pa, pq = _pq()
-        rel = read.unit.files[0]
-        raw, table, col, codec, rg = read.ctx
-        if table is None:  # unreadable: copied as it is, or left out
-            return [self._put(out, rel, raw)] if on_error == "copy" else []
-        if self._unchanged(read.items, rows, on_error):
-            return [self._put(out, rel, raw)]
-        keep = [i for i, r in enumerate(rows) if self._emit(r, on_error)]
-        new = table.take(pa.array(keep, type=pa.int64()))
-        changed = {j: rows[i]["data_out"] for j, i in enumerate(keep) if self._changed(rows[i])}
-        if changed:
-            ci = new.schema.get_field_index(col)
-            fld = new.schema.field(ci)
-            vals = new.column(ci).to_pylist()
-            for j, v in changed.items():
-                vals[j] = {**vals[j], "bytes": v} if isinstance(vals[j], dict) else v
-            new = new.set_column(ci, fld, pa.array(vals, type=fld.type))
-        if any(rows[i]["weights"] is not None for i in keep):
-            w = pa.array([rows[i]["weights"] for i in keep], type=pa.list_(pa.float32()))
-            if WEIGHTS_FIELD in new.schema.names:
-                new = new.drop_columns([WEIGHTS_FIELD])
-            new = new.append_column(WEIGHTS_FIELD, w)
-        known = ("snappy", "gzip", "brotli", "zstd", "lz4", "none", "uncompressed")
-        opts: dict[str, Any] = {"compression": codec if codec in known else "snappy"}
-        if rg:
-            opts["row_group_size"] = rg
-        buf = io.BytesIO()
-        pq.write_table(new, buf, **opts)
-        return [self._put(out, rel, buf.getvalue())]
-
 
 # -- JSON Lines -----------------------------------------------------------------------------------------------
+class _JsonlIO(_OneFileIO):
+    def __init__(self, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.tail: list[bytes] = []  # blank lines after the last document
+
+    def items(self) -> Iterator[Item]:
+        fld = self.src.column or "text"
+        blanks: list[bytes] = []
+        with open(self.path, "rb") as f:
+            for n, ln in enumerate(f, 1):  # JSON Lines ends lines at LF (a CR before it stays in the line)
+                body = ln.rstrip(b"\r\n")
+                if not body.strip():
+                    blanks.append(ln)
+                    continue
+                sid = f"{self.rel}/{n}"
+                ref = (ln, None, blanks)
+                blanks = []
+                try:
+                    obj = json.loads(body)
+                except ValueError as exc:
+                    yield Item(sid, body, ".txt", error=f"invalid JSON ({' '.join(str(exc).split())})", ref=ref)
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get(fld), str):
+                    what = "not a JSON object" if not isinstance(obj, dict) else (
+                        f"no {fld!r} field" if fld not in obj else f"field {fld!r} is not a string")
+                    yield Item(sid, body, ".txt", error=what, ref=ref)
+                    continue
+                yield Item(sid, obj[fld], ".txt", ref=(ln, obj, ref[2]))
+        self.tail = blanks
+
+    def put(self, item: Item, row: dict) -> None:
+        if not same_out(row, self.on_error):
+            self.same = False
+        if self.out is None:
+            return
+        ln, obj, blanks = item.ref
+        f = self._file()
+        for b in blanks:
+            f.write(b)
+        if not emitted(row, self.on_error):
+            return
+        if row["weights"] is not None and obj is not None:
+            end = ln[len(ln.rstrip(b"\r\n")):]
+            f.write(json.dumps({**obj, WEIGHTS_FIELD: row["weights"]}, ensure_ascii=False).encode("utf-8") + end)
+        else:
+            f.write(ln)
+
+    def finish(self) -> list[tuple[str, int]]:
+        if self.out is not None:
+            f = self._file()
+            for b in self.tail:
+                f.write(b)
+        return self._commit(copy_whole=False)  # unchanged lines are the input's bytes already
+
+
 class JsonlSource(Source):
     """JSON Lines files, one document per line with a text field (``column``, default "text")."""
 
     format = "jsonl"
     suffixes = {"text": frozenset({".jsonl", ".ndjson"})}
+    io_class = _JsonlIO
 
     def _infer_kind(self) -> str:
         return "text"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "column": self.column or "text"}
-
-    def read(self, unit: Unit) -> Read:
-        rel = unit.files[0]
-        raw = self.path(rel).read_bytes()
-        fld = self.column or "text"
-        parts = raw.split(b"\n")  # JSON Lines ends lines at LF (a CR before it stays in the line)
-        lines = [ln + b"\n" for ln in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-        items = []
-        for n, ln in enumerate(lines, 1):
-            body = ln.rstrip(b"\r\n")
-            if not body.strip():
-                continue
-            sid = f"{rel}/{n}"
-            try:
-                obj = json.loads(body)
-            except ValueError as exc:
-                items.append(Item(sid, body, ".txt", error=f"invalid JSON ({' '.join(str(exc).split())})", ref=(n - 1, None)))
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get(fld), str):
-                what = "not a JSON object" if not isinstance(obj, dict) else (
-                    f"no {fld!r} field" if fld not in obj else f"field {fld!r} is not a string")
-                items.append(Item(sid, body, ".txt", error=what, ref=(n - 1, None)))
-                continue
-            items.append(Item(sid, obj[fld], ".txt", ref=(n - 1, obj)))
-        return Read(unit, items, (raw, lines))
-
-    def write(self, read, rows, out, on_error):
-        rel = read.unit.files[0]
-        raw, lines = read.ctx
-        if self._unchanged(read.items, rows, on_error):
-            return [self._put(out, rel, raw)]
-        by_line = {it.ref[0]: (it, r) for it, r in zip(read.items, rows)}
-        parts = []
-        for k, ln in enumerate(lines):
-            if k not in by_line:  # a blank line: copied
-                parts.append(ln)
-                continue
-            it, r = by_line[k]
-            if not self._emit(r, on_error):
-                continue
-            if r["weights"] is not None and it.ref[1] is not None:
-                end = ln[len(ln.rstrip(b"\r\n")):]
-                obj = {**it.ref[1], WEIGHTS_FIELD: r["weights"]}
-                parts.append(json.dumps(obj, ensure_ascii=False).encode("utf-8") + end)
-            else:
-                parts.append(ln)
-        return [self._put(out, rel, b"".join(parts))]
 
 
 # -- choosing a source ------------------------------------------------------------------------------------------
