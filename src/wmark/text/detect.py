@@ -313,18 +313,19 @@ def window_search(s: np.ndarray, pos: np.ndarray, null, min_window: int) -> Wind
     cs = np.empty(n + 1, dtype=np.float64)  # prefix sums, filled in place (no second copy)
     cs[0] = 0.0
     np.cumsum(s, out=cs[1:])
-    best, total = None, 0
+    all_starts, all_sizes = [], []
     for size in window_lengths(n, min_window):
         starts = np.arange(0, n - size + 1, max(1, size // 4))
         if starts[-1] != n - size:
             starts = np.append(starts, n - size)
-        sums = cs[starts + size] - cs[starts]
-        p = null.p_value(sums, size)
-        i = int(np.argmin(p))
-        total += len(starts)
-        if best is None or p[i] < best[0]:
-            best = (float(p[i]), int(starts[i]), size, float(sums[i]))
-    p, start, size, score = best
+        all_starts.append(starts)
+        all_sizes.append(np.full(len(starts), size, dtype=np.int64))
+    starts, sizes = np.concatenate(all_starts), np.concatenate(all_sizes)  # every window, one tail call
+    sums = cs[starts + sizes] - cs[starts]
+    pv = null.p_value(sums, sizes)
+    i = int(np.argmin(pv))  # the first smallest, in the order sizes then starts
+    total = len(starts)
+    p, start, size, score = float(pv[i]), int(starts[i]), int(sizes[i]), float(sums[i])
     return WindowResult(start=int(pos[start]), end=int(pos[start + size - 1]) + 1, num_scored=size,
                         score=score, z_score=float(null.z(score, size)), p_value=p,
                         p_value_corrected=float(bonferroni(p, total)), num_windows=total)
