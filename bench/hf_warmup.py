@@ -2,12 +2,15 @@
 through ``wmark.hf.generate`` and unmarked, each in its own new Python process.
 
     .venv/bin/python bench/hf_warmup.py [--quick] [--schemes NAME ...] [--backends auto compile]
-        [--repeats R] [--warm-inductor-cache] [--out FILE | --update-results] [--overwrite] [--no-progress]
+        [--repeats R] [--warm-inductor-cache] [--model toy|smol135m] [--no-hf]
+        [--out FILE | --update-results] [--overwrite] [--no-progress]
 
 Writes runs/hf_warmup.json by default (``--update-results``: the committed bench/results/hf_warmup.json).
 
-Model: ``LlamaForCausalLM`` built from a config with a fixed seed (vocabulary 49,152, hidden 64,
-2 layers: nothing downloaded), batch 8 of 16-token prompts, 64 new tokens, ``do_sample=True``,
+Model: ``LlamaForCausalLM`` built from a config with a fixed seed, vocabulary 49,152, nothing
+downloaded: ``--model toy`` (hidden 64, 2 layers: the mark's share is large) or ``smol135m``
+(SmolLM-135M's shape: hidden 576, 30 layers, random weights: a real serving step); Hugging Face's own
+watermark (``hf-lefthash``, ``hf-selfhash``, through ``watermarking_config``) beside it; batch 8 of 16-token prompts, 64 new tokens, ``do_sample=True``,
 temperature 0.8, top-p 0.95. Each child process imports, builds the model, then times: the first
 ``generate()`` (``first_s``, with its time to first token ``ttft_s``, read from a streamer) and a second
 one (``steady_s``). ``backend``: ``auto`` (today: eager on CPU until a compile pays) or ``compile``
@@ -33,6 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OutputError, fail, json_output, markdown_table, progress, write_json  # noqa: E402
 
 SCHEMES = ["kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram", "gumbel", "tournament"]
+#: Hugging Face's own watermark (``watermarking_config=WatermarkingConfig(seeding_scheme=...)``), beside wmark's
+HF_BASELINES = ["hf-lefthash", "hf-selfhash"]
+#: model shapes (random weights from a config, nothing downloaded): a toy, and SmolLM-135M's shape
+MODELS = {
+    "toy": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=4),
+    "smol135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+                     num_key_value_heads=3, tie_word_embeddings=True),
+}
 OUTPUT = json_output("hf_warmup")
 V, B, PROMPT, NEW = 49152, 8, 16, 64
 
@@ -41,7 +53,7 @@ def child(spec: dict) -> dict:
     """One fresh-process measurement (runs in the child)."""
     t0 = time.perf_counter()
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, WatermarkingConfig
 
     import wmark.hf
     from wmark import Key
@@ -49,14 +61,14 @@ def child(spec: dict) -> dict:
 
     imported = time.perf_counter() - t0
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=4, max_position_embeddings=256, pad_token_id=0, bos_token_id=1,
-                      eos_token_id=2)
+    cfg = LlamaConfig(vocab_size=V, **MODELS[spec.get("model", "toy")], max_position_embeddings=256, pad_token_id=0,
+                      bos_token_id=1, eos_token_id=2)
     model = LlamaForCausalLM(cfg).eval()
     ids = torch.randint(3, V, (B, PROMPT), generator=torch.Generator().manual_seed(1))
     kw = dict(attention_mask=torch.ones_like(ids), do_sample=True, temperature=0.8, top_p=0.95, top_k=0,
               max_new_tokens=NEW, min_new_tokens=NEW)
-    scheme = None if spec["scheme"] == "none" else make_scheme(spec["scheme"], Key.demo(), V)
+    hf_mark = spec["scheme"][3:] if spec["scheme"].startswith("hf-") else None
+    scheme = None if spec["scheme"] == "none" or hf_mark else make_scheme(spec["scheme"], Key.demo(), V)
     from wmark.text.processor import WatermarkCore
 
     mark_s: list[float] = []  # seconds inside the wmark processor, per call
@@ -86,7 +98,9 @@ def child(spec: dict) -> dict:
         streamer = FirstToken()
         torch.manual_seed(2)
         start = time.perf_counter()
-        if scheme is None:
+        if hf_mark:
+            model.generate(ids, streamer=streamer, watermarking_config=WatermarkingConfig(seeding_scheme=hf_mark), **kw)
+        elif scheme is None:
             model.generate(ids, streamer=streamer, **kw)
         else:
             wmark.hf.generate(model, scheme, ids, streamer=streamer, **kw)
@@ -117,6 +131,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="kgw-lefthash and gumbel only, one repeat")
     ap.add_argument("--schemes", nargs="+", default=None, choices=SCHEMES, metavar="NAME")
     ap.add_argument("--backends", nargs="+", default=["auto", "compile"], choices=["auto", "compile", "eager"])
+    ap.add_argument("--model", default="toy", choices=sorted(MODELS),
+                    help="model shape: toy (hidden 64, 2 layers) or smol135m (SmolLM-135M's shape, random weights)")
+    ap.add_argument("--no-hf", action="store_true", help="leave out Hugging Face's own watermark baselines")
     ap.add_argument("--repeats", type=int, default=None, help="fresh processes per cell (default 3, quick 1)")
     ap.add_argument("--warm-inductor-cache", action="store_true",
                     help="share one inductor cache between the children (default: each starts empty)")
@@ -139,6 +156,8 @@ def main(argv=None) -> int:
     if repeats < 1:
         return fail("hf_warmup", "--repeats must be >= 1")
     cells = [("none", "auto")] + [(s, b) for b in args.backends for s in schemes]
+    if not args.no_hf:
+        cells += [(h, "auto") for h in HF_BASELINES]
     bar = progress(len(cells) * repeats, "hf_warmup", not args.no_progress, unit="process")
     shared_cache = tempfile.mkdtemp(prefix="wmark-inductor-") if args.warm_inductor_cache else None
     raw: dict[str, list[dict]] = {}
@@ -149,7 +168,7 @@ def main(argv=None) -> int:
                 env["WMARK_BACKEND"] = backend
             with tempfile.TemporaryDirectory(prefix="wmark-inductor-") as cold:
                 env["TORCHINDUCTOR_CACHE_DIR"] = shared_cache or cold
-                res = subprocess.run([sys.executable, __file__, "--child", json.dumps({"scheme": scheme})], env=env,
+                res = subprocess.run([sys.executable, __file__, "--child", json.dumps({"scheme": scheme, "model": args.model})], env=env,
                                      capture_output=True, text=True, timeout=900)
             if res.returncode != 0:
                 bar.close()
@@ -186,7 +205,7 @@ def main(argv=None) -> int:
                             "mark 1st call s", "mark in 1st generate s", "mark ms/step (2nd)", "mark % of 2nd",
                             "ttft - unmarked s", "first generate +%", "second generate +%"], rows)
     path = write_json("hf_warmup", {
-        "setup": {"model": "LlamaForCausalLM from config, hidden 64, 2 layers", "vocab_size": V, "batch": B,
+        "setup": {"model": f"LlamaForCausalLM from config ({args.model}: {MODELS[args.model]})", "vocab_size": V, "batch": B,
                   "prompt_tokens": PROMPT, "new_tokens": NEW, "sampling": "do_sample, T=0.8, top_p=0.95",
                   "repeats": repeats, "inductor_cache": "shared" if shared_cache else "empty per process"},
         "results": results, "table_md": table}, out)
