@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OutputError, fail, json_output, progress, write_json  # noqa: E402
 
 OUTPUT = json_output("image_detect_sets")
-OLD_REV = "d76009d"  # the detector before the hypothesis table (issue 15)
+OLD_REV = "d76009d"  # the detector before the hypothesis table
 CONDITIONS = ("clean", "clean-default", "jpeg75", "jpeg50", "resize0.75", "resize0.5", "crop-odd")
 SMALL_SIDES = (64, 96, 128, 192, 224)
 SKIMAGE = ("astronaut", "camera", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass", "gravel", "brick",

@@ -12,7 +12,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from wmark.keys import Key  # noqa: E402
 
 PAYLOAD = "0102030405ff"
 

@@ -213,6 +213,9 @@ def _strip(args: argparse.Namespace) -> int:
 
     def make(model, img):
         res = model.strip(img, key, args.payload)
-        return res.images, (None if res.removed[0] else "no mark found under this key; copied unchanged")
+        if res.removed[0]:
+            return res.images, None
+        why = res.results[0].reason if res.results else "no mark found under this key"
+        return res.images, f"{why}; copied unchanged"
 
     return _write_all(args, "strip", key, files, od, make)

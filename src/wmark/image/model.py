@@ -108,13 +108,105 @@ class Embedded:
 
 
 @dataclass(frozen=True)
+class StripResult:
+    """What strip did to one image.
+
+    ``changed``: the image was stripped (False: returned byte-identical, ``reason`` says why; ``reason``
+    is "" where changed). ``p_before`` / ``p_after``: the payload's own test (the key holder's
+    strongest; the blind detection's p where no payload was read) on the input / the output as
+    returned (= ``p_before`` where unchanged; for a rejected attempt ``p_attempt`` holds what the
+    attempt reached). ``hypothesis``: the winning row of :data:`HYPOTHESES`; ``geometry``: the map
+    found from the image's pixels to the mark's tile (:class:`Geometry`; None where none was found).
+    ``payload``: the payload whose residual was removed (None where not detected). ``gain``: the energy
+    of the fitted residual over the largest energy at wrong alignments (the acceptance test, see
+    :meth:`ImageWatermarker.strip`); ``removed_rms``: RMS (in [0, 1] units) of what was subtracted;
+    ``method``: "fixed-point" (the image as marked: exact inverse) or "warped" (the residual re-made
+    in the image's own frame and fitted)."""
+
+    changed: bool
+    reason: str
+    p_before: float
+    p_after: float
+    hypothesis: str = ""
+    geometry: "Geometry | None" = None
+    payload: bytes | None = None
+    gain: float = 0.0
+    removed_rms: float = 0.0
+    method: str = ""
+    p_attempt: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (``payload`` as hex, ``geometry`` as a dict or None)."""
+        return {"changed": bool(self.changed), "reason": self.reason, "p_before": float(self.p_before),
+                "p_after": float(self.p_after), "hypothesis": self.hypothesis,
+                "geometry": None if self.geometry is None else self.geometry.to_json(),
+                "payload": None if self.payload is None else self.payload.hex(), "gain": float(self.gain),
+                "removed_rms": float(self.removed_rms), "method": self.method,
+                "p_attempt": None if self.p_attempt is None else float(self.p_attempt)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "StripResult":
+        g = d.get("geometry")
+        return cls(bool(d["changed"]), str(d["reason"]), float(d["p_before"]), float(d["p_after"]),
+                   d.get("hypothesis", ""), None if g is None else Geometry.from_json(g),
+                   None if d.get("payload") is None else bytes.fromhex(d["payload"]), float(d.get("gain", 0.0)),
+                   float(d.get("removed_rms", 0.0)), d.get("method", ""),
+                   None if d.get("p_attempt") is None else float(d["p_attempt"]))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """The affine map from an image's pixel centres (x right, y down, native px) to the mark's tile
+    coordinates (mod ``period``): ``affine`` ((a, b, tx), (c, d, ty)), q = A p + t. ``angle`` (degrees,
+    counter-clockwise as kornia's rotate), ``scale`` (the image is ``scale`` times the mark's size) and
+    ``offset`` (x, y) (where the image's top-left pixel lies in the tile, mod the period: a crop's
+    offset) are read off it; ``flip``: mirrored left-right."""
+
+    affine: tuple[tuple[float, float, float], tuple[float, float, float]]
+    flip: bool = False
+    period: int = 64
+
+    @property
+    def scale(self) -> float:
+        (a, b, _), (c, d, _) = self.affine
+        return 1.0 / math.sqrt(abs(a * d - b * c))
+
+    @property
+    def angle(self) -> float:
+        (a, b, _), (c, d, _) = self.affine
+        return math.degrees(math.atan2(-b if not self.flip else b, a if not self.flip else -a))
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        (_, _, tx), (_, _, ty) = self.affine
+        return tx % self.period, ty % self.period
+
+    def to_json(self) -> dict[str, Any]:
+        return {"affine": [list(map(float, r)) for r in self.affine], "flip": bool(self.flip),
+                "period": int(self.period), "angle": round(self.angle, 4), "scale": round(self.scale, 5),
+                "offset": [round(v, 3) for v in self.offset]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Geometry":
+        a = d["affine"]
+        return cls((tuple(map(float, a[0])), tuple(map(float, a[1]))), bool(d.get("flip", False)),
+                   int(d.get("period", 64)))
+
+
+@dataclass(frozen=True)
 class Stripped:
-    """Images with the mark removed (same type as the input); ``removed[i]`` False where no payload
-    could be read (image returned unchanged); ``before`` the detections that drove removal."""
+    """Images with the mark removed (same type and layout as the input, as :meth:`ImageWatermarker.embed`
+    returns them) and one :class:`StripResult` per image in order (``results``). ``removed[i]`` =
+    ``results[i].changed``; ``before`` the detections that drove each strip."""
 
     images: Any
     removed: tuple[bool, ...]
     before: tuple[Detection, ...] = field(repr=False)
+    results: tuple[StripResult, ...] = ()
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One :meth:`StripResult.to_json` dict per image."""
+        return [r.to_json() for r in self.results]
 
 
 # -- functional core ---------------------------------------------------------------------------
@@ -133,6 +225,164 @@ def strip_residual(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms
     for _ in range(iters):
         x = (y - residual(encoder, x, signs, rms)).clamp(0, 1)
     return x
+
+
+# -- strip in the image's own frame ---------------------------------------------------------------
+STRIP_HIGHPASS = 15  # px: box high-pass of the fit (the mark's tile has little energy below it, photos much)
+STRIP_ALIGN_HIGHPASS = 5  # px: box high-pass of the alignment (refine_affine)
+STRIP_ALIGN_FLOOR = 0.5 / 255  # the least local RMS of that high-pass in the alignment's weights
+STRIP_GAIN = 4.0  # fitted residual energy / largest energy at wrong alignments needed to strip (see strip;
+# on bench/image_strip_wild.py the 12 images with gains 4.4-8.9 all improved, +0.6 to +13.5 dB)
+STRIP_NULL_OFFSETS = ((21.0, 11.0), (43.0, 27.0), (9.0, 37.0), (33.0, 50.0), (50.0, 5.0), (27.0, 45.0))
+STRIP_EXACT = 0.5  # |fitted amplitude - 1| up to which an image read as marked gets the exact inverse
+# (recompression attenuates the residual's fine detail, not the part the detector reads: amplitude 1 removes it)
+STRIP_MAX_RMS = 2.0  # x the embedding RMS: the most a strip may subtract
+STRIP_REFINE_SIDE = 768  # px: the geometry is refined on a central crop of at most this side
+STRIP_REFINE_ITERS = 15
+STRIP_GONE = 0.01  # p-value after a strip below which it is run once more on its own output (STRIP_PASSES)
+STRIP_PASSES = 2
+STRIP_MASK_ITERS = 3  # the perceptual mask re-made from the stripped estimate (as strip_residual does)
+STRIP_START_STEPS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # px: translations tried before the refinement
+
+
+def _rotation(deg: float) -> np.ndarray:
+    """kornia's counter-clockwise rotation by ``deg`` in (x right, y down) coordinates [2, 2]."""
+    a = math.radians(deg)
+    return np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+
+
+def frame_affine(size: Sequence[int], shift: int, frame: "Frame", factor: int, tile: int) -> np.ndarray:
+    """The map [2, 3] from pixel centres (x, y) of an image of ``size`` (H, W) to the mark's tile
+    coordinates (mod ``factor * tile``) implied by a read through ``frame`` at cyclic ``shift``: the
+    decoded view's offset, the flip, the rotation and resize undone (:func:`geometry_view`), the
+    view's own decoded part, the pooling phase, then the shift (``factor`` native px per step)."""
+    def aff(lin, t) -> np.ndarray:
+        m = np.eye(3)
+        m[:2, :2], m[:2, 2] = lin, t
+        return m
+
+    h, w = size[:2]
+    v1 = (min(h, MAX_DECODE_SIDE), min(w, MAX_DECODE_SIDE))
+    y0, x0 = view_offsets((h, w), v1)
+    m = aff(np.eye(2), (-x0, -y0))
+    h1, w1 = v1
+    if frame.flip:
+        m = aff(np.diag([-1.0, 1.0]), (w1 - 1, 0)) @ m
+    if abs(frame.angle) > 1e-3:
+        r, c = _rotation(-frame.angle), np.array([(w1 - 1) / 2, (h1 - 1) / 2])
+        m = aff(r, c - r @ c) @ m
+    h2, w2 = h1, w1
+    if abs(frame.scale - 1.0) > 1e-3:
+        h2, w2 = max(64, round(h1 / frame.scale)), max(64, round(w1 / frame.scale))
+        f = np.array([w2 / w1, h2 / h1])
+        m = aff(np.diag(f), 0.5 * f - 0.5) @ m
+    y2, x2 = view_offsets((h2, w2), (min(h2, MAX_DECODE_SIDE), min(w2, MAX_DECODE_SIDE)))
+    py, px = frame.phase
+    sy, sx = divmod(int(shift), tile)
+    m = aff(np.eye(2), (factor * sx - x2 - px, factor * sy - y2 - py)) @ m
+    return m[:2]
+
+
+def tile_field(tile: torch.Tensor, affine: torch.Tensor, size: Sequence[int],
+               origin: Sequence[int] = (0, 0)) -> torch.Tensor:
+    """The periodic tile [1, 1, P, P] as it lies in an image: value at pixel (x, y) = the tile at
+    ``affine`` [2, 3] (x, y, 1) mod P (bicubic; differentiable in ``affine``) -> [1, 1, h, w] for
+    ``size`` (h, w) pixels from ``origin`` (y, x)."""
+    p = tile.shape[-1]
+    dt = torch.float64
+    ys = torch.arange(size[0], dtype=dt, device=tile.device) + origin[0]
+    xs = torch.arange(size[1], dtype=dt, device=tile.device) + origin[1]
+    a = affine.to(tile.device, dt)
+    qx = a[0, 0] * xs[None] + a[0, 1] * ys[:, None] + a[0, 2]
+    qy = a[1, 0] * xs[None] + a[1, 1] * ys[:, None] + a[1, 2]
+    g = torch.stack([(torch.remainder(qx, p) + p) / (3 * p - 1) * 2 - 1,
+                     (torch.remainder(qy, p) + p) / (3 * p - 1) * 2 - 1], -1)[None]
+    return torch.nn.functional.grid_sample(tile.repeat(1, 1, 3, 3), g.to(tile.dtype), mode="bicubic",
+                                           align_corners=True)
+
+
+def strip_highpass(z: torch.Tensor, k: int = STRIP_HIGHPASS) -> torch.Tensor:
+    """[B, C, H, W] minus its k x k box mean: the domain the strip's fit (``STRIP_HIGHPASS``) and its
+    alignment (``STRIP_ALIGN_HIGHPASS``: photos' 1/f spectrum whitened more, so the peak is sharper)
+    are made in."""
+    from wmark.image.nets import box_mean
+
+    return z - box_mean(z, k)
+
+
+def refine_affine(yl: torch.Tensor, tile: torch.Tensor, mask: torch.Tensor, affine: np.ndarray,
+                  linear: bool = True, iters: int = STRIP_REFINE_ITERS) -> np.ndarray:
+    """Sub-pixel refinement of ``affine`` [2, 3] (from the detector's read: whole-pixel shift, scale
+    and angle to its grid) by L-BFGS on the correlation coefficient of the high-passed luminance yl
+    [1, 1, H, W] with the high-passed field (:func:`tile_field`) x ``mask``, weighted by the inverse local
+    energy of the image's high-pass (generalised least squares: textures, where the photo's own detail
+    swamps the mark, weigh little; unweighted, their chance correlation biases the peak by ~0.4 px), on a
+    central crop of at
+    most ``STRIP_REFINE_SIDE`` px: the translation (the best start within 1 px, then L-BFGS), then, where
+    ``linear`` (the read undid a rotation or resize), all six parameters (a correction of 1 moves the
+    crop's edge by 1 px). Reads without geometry keep their exact linear part."""
+    h, w = yl.shape[-2:]
+    ch, cw = min(h, STRIP_REFINE_SIDE), min(w, STRIP_REFINE_SIDE)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    from wmark.image.nets import box_mean
+
+    target = strip_highpass(yl[..., y0:y0 + ch, x0:x0 + cw], STRIP_ALIGN_HIGHPASS).float()
+    weight = 1.0 / (box_mean(target * target, STRIP_HIGHPASS) + STRIP_ALIGN_FLOOR ** 2)
+    target = target * weight / (weight * target * target).mean().sqrt().clamp_min(1e-12)
+    mk = mask[..., y0:y0 + ch, x0:x0 + cw].float()
+    a0 = torch.as_tensor(affine, dtype=torch.float64)
+    c = torch.tensor([x0 + (cw - 1) / 2, y0 + (ch - 1) / 2], dtype=torch.float64)
+    half = torch.tensor([cw / 2, ch / 2], dtype=torch.float64)
+    d = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    t32 = tile.float()  # the field in float32 (coordinates in float64)
+
+    def build() -> torch.Tensor:
+        lin = torch.stack([d[0:2], d[3:5]]) / half[None]
+        t = torch.stack([d[2], d[5]]) - lin @ c
+        return a0 + torch.cat([lin, t[:, None]], 1)
+
+
+    def score() -> torch.Tensor:
+        b = strip_highpass(tile_field(t32, build(), (ch, cw), (y0, x0)) * mk, STRIP_ALIGN_HIGHPASS)
+        return (b * target).mean() / (weight * b * b).mean().sqrt().clamp_min(1e-12)
+
+    with torch.no_grad():  # the read's shift is on a 2 px grid (its phase on 1 px): the best start within 1 px
+        best, start = -math.inf, (0.0, 0.0)
+        for ty in STRIP_START_STEPS:
+            for tx in STRIP_START_STEPS:
+                d[2], d[5] = tx, ty
+                v = float(score())
+                if v > best:
+                    best, start = v, (tx, ty)
+        d[2], d[5] = start
+    free = torch.zeros(6, dtype=torch.float64)
+    for which in ((2, 5), range(6)) if linear else ((2, 5),):
+        free.zero_()
+        free[list(which)] = 1.0
+        opt = torch.optim.LBFGS([d], lr=1, max_iter=iters, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = -score()
+            loss.backward()
+            d.grad.mul_(free)
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+    out = build().detach().numpy()
+    return out if np.isfinite(out).all() else np.asarray(affine)
+
+
+def fit_residual(yl: torch.Tensor, basis: torch.Tensor) -> tuple[float, float]:
+    """Least-squares amplitude of ``basis`` [1, 1, H, W] in luminance yl [1, 1, H, W], both high-passed
+    (:func:`strip_highpass`) -> (amplitude, energy of the fitted part, sum of squares)."""
+    b, t = strip_highpass(basis).double(), strip_highpass(yl).double()
+    bb = float((b * b).sum())
+    if bb <= 0:
+        return 0.0, 0.0
+    bt = float((b * t).sum())
+    return bt / bb, bt * bt / bb
 
 
 MAX_DECODE_SIDE = 1536  # larger images are read through a view of this size (crops cost nothing: see nets)
@@ -416,12 +666,27 @@ class Hypothesis:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """The view a read was taken through, relative to the decoded view of the image as given: the
+    image flipped left-right (``flip``, first), rotation by ``angle`` degrees undone and resize by
+    ``scale`` undone (:func:`geometry_view`), then ``phase`` (py, px) native px dropped at the top-left
+    (:func:`phase_views`). The identity for the image as given. Strip maps the image back to the
+    mark's tile through it (:func:`frame_affine`)."""
+
+    angle: float = 0.0
+    scale: float = 1.0
+    phase: tuple[int, int] = (0, 0)
+    flip: bool = False
+
+
+@dataclass(frozen=True)
 class Read:
-    """One hypothesis's read of one image: logits (minus the null bias) at every cyclic shift [n, S]
-    and the shift chosen without the key."""
+    """One hypothesis's read of one image: logits (minus the null bias) at every cyclic shift [n, S],
+    the shift chosen without the key and the view it was read through (:class:`Frame`)."""
 
     shifts: torch.Tensor
     shift: int
+    frame: Frame = Frame()
 
     @property
     def logits(self) -> torch.Tensor:
@@ -505,7 +770,7 @@ def _read_phase(s: _Search, idx: list[int]) -> list[Read | None]:
             out.append(None)
             continue
         sh = reads[p][j]
-        out.append(Read(sh, int(energy_shift(sh[None])[0])))
+        out.append(Read(sh, int(energy_shift(sh[None])[0]), Frame(phase=PHASES[p])))
     return out
 
 
@@ -533,8 +798,8 @@ def _read_geometry(s: _Search, idx: list[int]) -> list[Read | None]:
     out: list[Read | None] = []
     for i in idx:
         ang, scale, _ = s.lattice(i)
-        sh = s.wm.geometry_read(s.y[i:i + 1], ang, scale)[0]
-        out.append(Read(sh, int(energy_shift(sh[None])[0])))
+        sh, frame = s.wm.geometry_pick(s.y[i:i + 1], ang, scale)
+        out.append(Read(sh[0], int(energy_shift(sh)[0]), frame))
     return out
 
 
@@ -544,7 +809,7 @@ def _gate_mirror(s: _Search, i: int) -> bool:
 
 def _read_mirror(s: _Search, idx: list[int]) -> list[Read | None]:
     sh = s.wm.shift_logits(s.wm.decoder.features(s.y[idx].flip(-1)))
-    return [Read(sh[j], int(energy_shift(sh[j:j + 1])[0])) for j in range(len(idx))]
+    return [Read(sh[j], int(energy_shift(sh[j:j + 1])[0]), Frame(flip=True)) for j in range(len(idx))]
 
 
 #: The detection table, in the order tried. K = len(HYPOTHESES) in every p-value (the rows named by
@@ -767,12 +1032,16 @@ class ImageWatermarker(nn.Module):
         return j, ratios[j], reads[j]
 
     def geometry_read(self, y: torch.Tensor, ang: float, scale: float) -> torch.Tensor:
+        """Logits at every shift [1, n, S] of :meth:`geometry_pick`'s view."""
+        return self.geometry_pick(y, ang, scale)[0]
+
+    def geometry_pick(self, y: torch.Tensor, ang: float, scale: float) -> tuple[torch.Tensor, Frame]:
         """Logits at every shift [1, n, S] of luminance y [1, 1, H, W] with the estimated rotation /
         scale undone. Each choice is by peak ratio (sign- and key-blind): the estimate or a
         square-lattice alias (theta + 45, scale * or / sqrt 2, sharing half the lattice's peaks); the
         angle (+-0.4 deg, and theta -+ 90 near +-45, which the lattice cannot tell apart); the scale
         (+-0.3%, or exactly 1 when close); the pooling phase. ``ang`` / ``scale``: the lattice estimate
-        (:meth:`estimate_geometry`)."""
+        (:meth:`estimate_geometry`). Returns (logits at every shift [1, n, S], the view's :class:`Frame`)."""
         alias = ang - 45 if ang > 0 else ang + 45
         cands = [(ang, scale)] + [(alias, scale * f) for f in (2 ** 0.5, 2 ** -0.5) if 0.45 <= scale * f <= 1.6]
         ang, scale = cands[self._pick([geometry_view(y, a, s) for a, s in cands])[0]]
@@ -783,8 +1052,10 @@ class ImageWatermarker(nn.Module):
         scales = [scale, scale * 0.997, scale * 1.003] + ([1.0] if abs(scale - 1) < 0.008 else [])
         views = [geometry_view(y, ang, s) for s in scales]
         j, r, sh = self._pick(views)
-        _, r_phase, sh_phase = self._pick(phase_views(views[j]))
-        return sh if r >= r_phase else sh_phase
+        p, r_phase, sh_phase = self._pick(phase_views(views[j]))
+        if r >= r_phase:
+            return sh, Frame(ang, scales[j])
+        return sh_phase, Frame(ang, scales[j], PHASES[p])
 
     # -- testing one read ------------------------------------------------------------------------
     def code_matrix(self, key) -> tuple[CodeMatrix, np.ndarray]:
@@ -820,7 +1091,6 @@ class ImageWatermarker(nn.Module):
         where it detects at ``alpha`` after the table's x ``k`` (a larger p-value elsewhere: still
         valid, and the bits reported stay the key-blind shift's, uniform under the null). Returns the
         p-value before x ``k``."""
-        n = self.code.n_bits
         sh = read.shifts.detach().cpu().double().numpy()
         lg = sh[:, read.shift]
         hard = (lg > 0).astype(np.uint8)
@@ -847,10 +1117,12 @@ class ImageWatermarker(nn.Module):
     # -- detection -------------------------------------------------------------------------------
     @torch.no_grad()
     def detect_views(self, y: torch.Tensor, origin: int, key, payload=None, alpha: float = DEFAULT_ALPHA,
-                     hypotheses: Sequence[str] | None = None) -> list[Detection]:
+                     hypotheses: Sequence[str] | None = None, reads: list | None = None) -> list[Detection]:
         """The detection procedure (module doc) on decoded views of luminance y [B, 1, h, w] of
         same-sized images whose tile origin is shift ``origin``; ``hypotheses`` names the rows of
-        :data:`HYPOTHESES` searched (default all; K = how many)."""
+        :data:`HYPOTHESES` searched (default all; K = how many). ``reads``: a list that gets the
+        winning :class:`Read` of each image appended (None where nothing could read; strip uses its
+        shift and frame)."""
         self.eval()
         table = HYPOTHESES if hypotheses is None else tuple(h for h in HYPOTHESES if h.name in hypotheses)
         if hypotheses is not None and len(table) != len(set(hypotheses)):
@@ -861,6 +1133,7 @@ class ImageWatermarker(nn.Module):
         s = _Search(self, y.to(self.device), origin, [h.name for h in table])
         b = y.shape[0]
         best: list[tuple[Hypothesis, _Outcome] | None] = [None] * b
+        won: list[Read | None] = [None] * b
         tried: list[list[str]] = [[] for _ in range(b)]
 
         def settled(i: int, until: float) -> bool:
@@ -877,7 +1150,9 @@ class ImageWatermarker(nn.Module):
                 tried[i].append(h.name)
                 o = self.test_read(r, key, codeword, h.aligns, alpha, k)
                 if best[i] is None or _better((h, o), best[i], k, alpha):
-                    best[i] = (h, o)
+                    best[i], won[i] = (h, o), r
+        if reads is not None:
+            reads.extend(won)
         out = []
         for i in range(b):
             if best[i] is None:  # no hypothesis could read (e.g. only "origin" asked, and no origin)
@@ -962,36 +1237,147 @@ class ImageWatermarker(nn.Module):
 
     # -- strip -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def strip_tensor(self, y: torch.Tensor, key, payload=None,
-                     iters: int = 6) -> tuple[torch.Tensor, list[bool], list[Detection]]:
-        """Remove the mark from y [B, C, H, W] as marked (pixel-aligned); payload read from the image
-        (the :data:`QUICK` hypotheses) unless given."""
+    def strip_one(self, x: torch.Tensor, key, payload: bytes | None = None, alpha: float = DEFAULT_ALPHA,
+                  iters: int = 6, passes: int = STRIP_PASSES,
+                  hypotheses: Sequence[str] | None = None) -> tuple[torch.Tensor, StripResult, Detection]:
+        """Strip one image x [1, C, H, W] (float in [0, 1]; 8-bit values where it came from 8 bits) ->
+        (output [1, C, H, W], :class:`StripResult`, the detection before). The procedure and its
+        acceptance test: :meth:`strip`; ``hypotheses``: the rows of :data:`HYPOTHESES` its detections
+        search (default all)."""
         self.eval()
-        y = y.to(self.device)
-        dets = self.detect(y, key, hypotheses=QUICK)
-        out = y.clone()
-        removed = []
-        for i, d in enumerate(dets):
-            pl = payload if payload is not None else d.payload
-            if pl is None:
-                removed.append(False)
-                continue
-            signs, _, _ = self._signs(pl, key, 1)
-            out[i:i + 1] = strip_residual(self.encoder, y[i:i + 1], signs[:1], self.config.rms, iters)
-            removed.append(True)
-        return out, removed, dets
+        x = x.to(self.device)
+        c = self.config
+        yl = luma(x)
+        view = decode_view(yl)
+        reads: list = []
+        det = self.detect_views(view, origin_shift(x.shape[-2:], view.shape[-2:], c.factor, c.tile), key,
+                                payload, alpha, hypotheses, reads=reads)[0]
 
-    def strip(self, images, key, payload: bytes | str | int | None = None, iters: int = 6) -> Stripped:
-        """Key-holder removal: re-estimate the residual from the marked image and the decoded payload,
-        subtract it, iterate to a fixed point. Images where no payload is found come back unchanged."""
+        def unchanged(reason: str, **kw) -> tuple[torch.Tensor, StripResult, Detection]:
+            return x, StripResult(False, reason, det.p_value, det.p_value, det.hypothesis, **kw), det
+
+        read = reads[0]
+        if not det.detected or read is None:
+            return unchanged(f"no mark found under this key (p = {det.p_value:.3g}, needs < {alpha:g})")
+        pl = payload if payload is not None else det.payload
+        if payload is None:  # p before and after by the same test: the payload's own
+            det = self.detect(x, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
+        signs, codeword, _ = self._signs(pl, key, 1)
+        sh = read.shifts.detach().cpu().double().numpy()  # the winning read; the payload's best shift in it
+        z = ((2.0 * codeword - 1.0) @ sh) / np.sqrt((sh ** 2).sum(0)).clip(1e-12)
+        a0 = frame_affine(x.shape[-2:], int(z.argmax()), read.frame, c.factor, c.tile)
+        tile = self.encoder(signs[:1])
+        mask = perceptual_mask(x)
+        off = a0[:, 2] % c.period
+        as_marked = read.frame == Frame() and not np.minimum(off, c.period - off).any()
+        aff = a0 if as_marked else refine_affine(yl, tile, mask, a0, linear=read.frame.angle != 0
+                                                 or read.frame.scale != 1)
+        size = tuple(x.shape[-2:])
+        basis = tile_field(tile, torch.as_tensor(aff), size) * mask
+        fixed = None
+        if as_marked:  # the image as marked (perhaps recompressed): the residual of the fixed-point inverse
+            fixed = strip_residual(self.encoder, x, signs[:1], c.rms, iters)
+            basis = yl - luma(fixed)
+        amp, energy = fit_residual(yl, basis)
+        if fixed is None:  # the mask of the cover, not of the marked image (the mark raises flat regions' activity)
+            fld = tile_field(tile, torch.as_tensor(aff), size)
+            for _ in range(STRIP_MASK_ITERS):
+                mask = perceptual_mask((x - max(amp, 0.0) * basis).clamp(0, 1))
+                basis = fld * mask
+                amp, energy = fit_residual(yl, basis)
+        null = 0.0
+        for dx, dy in STRIP_NULL_OFFSETS:  # the same fit where the mark is not: the cover's own share
+            wrong = aff.copy()
+            wrong[:, 2] += (dx, dy)
+            null = max(null, fit_residual(yl, tile_field(tile, torch.as_tensor(wrong), size) * mask)[1])
+        gain = energy / max(null, 1e-30)
+        geom = Geometry((tuple(map(float, aff[0])), tuple(map(float, aff[1]))), read.frame.flip, c.period)
+        info = dict(geometry=geom, payload=pl, gain=gain)
+        if fixed is None and (amp <= 0 or gain < STRIP_GAIN):
+            return unchanged(f"the residual is not where the {det.hypothesis!r} read puts the mark (fit gain "
+                             f"{gain:.2g} < {STRIP_GAIN:g}): stripping could make the image worse", **info)
+        if fixed is not None and (abs(amp - 1) <= STRIP_EXACT or gain < STRIP_GAIN):
+            method, out = "fixed-point", fixed
+        else:
+            method, out = ("fitted" if fixed is not None else "warped"), (x - amp * basis).clamp(0, 1)
+        eight = bool(((x * 255 - (x * 255).round()).abs() < 1e-3).all())
+        if eight:
+            out = (out * 255).round() / 255
+        rms = float((luma(out) - yl).pow(2).mean().sqrt())
+        info.update(removed_rms=rms, method=method)
+        if rms > STRIP_MAX_RMS * c.rms:
+            return unchanged(f"the fitted residual is too large (RMS {rms * 255:.2f}/255 > "
+                             f"{STRIP_MAX_RMS * c.rms * 255:.2f}/255)", **info)
+        after = self.detect(out, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
+        if after.p_value <= det.p_value:
+            return unchanged(f"the strip did not lower the detection (p {det.p_value:.3g} -> "
+                             f"{after.p_value:.3g})", p_attempt=after.p_value, **info)
+        p_after = after.p_value
+        if p_after < STRIP_GONE and passes > 1:  # some left: the same procedure on the output
+            o2, r2, _ = self.strip_one(out, key, pl, alpha, iters, passes - 1, hypotheses)
+            if r2.changed:
+                out, p_after = o2, r2.p_after
+                info.update(removed_rms=float((luma(out) - yl).pow(2).mean().sqrt()), method=f"{method}+{r2.method}")
+        return out, StripResult(True, "", det.p_value, p_after, det.hypothesis, **info), det
+
+    @torch.no_grad()
+    def strip_tensor(self, y: torch.Tensor, key, payload=None, iters: int = 6, alpha: float = DEFAULT_ALPHA,
+                     hypotheses: Sequence[str] | None = QUICK) -> tuple[torch.Tensor, list[bool], list[Detection]]:
+        """Strip y [B, C, H, W] image by image (:meth:`strip_one`) -> (output [B, C, H, W], changed [B],
+        detections before [B]). Searches only the :data:`QUICK` hypotheses by default (images as
+        generated: the loop's samples; ``hypotheses=None`` for the whole table, as :meth:`strip`)."""
+        data = None if payload is None else parse_payload(payload, self.code.data_bytes)
+        outs, changed, dets = [], [], []
+        for i in range(y.shape[0]):
+            o, r, d = self.strip_one(y[i:i + 1], key, data, alpha, iters, hypotheses=hypotheses)
+            outs.append(o), changed.append(r.changed), dets.append(d)
+        return torch.cat(outs), changed, dets
+
+    def strip(self, images, key, payload: bytes | str | int | None = None, iters: int = 6,
+              alpha: float = DEFAULT_ALPHA) -> Stripped:
+        """Key-holder removal, also after the image was recompressed, resized, cropped or rotated.
+
+        Per image: detect (blind, or under ``payload``); the winning read's view (:class:`Frame`: crop
+        phase, or rotation and scale undone) and the payload's best shift in it give the map from the
+        image's pixels to the mark's tile (:func:`frame_affine`), refined to sub-pixel accuracy
+        (:func:`refine_affine`). The residual is re-made where it now lies: the payload's tile through
+        that map (:func:`tile_field`) times the perceptual mask of the image, its amplitude fitted by
+        least squares (high-passed, :func:`fit_residual`: recompression and resampling attenuate it)
+        and subtracted from every channel. An image read as marked (the origin, no geometry) gets the
+        exact fixed-point inverse (:func:`strip_residual`: the x with x + r(x) = y), or, where
+        recompression clearly scaled the residual (a well-determined fitted amplitude off 1 by more than
+        ``STRIP_EXACT``), that residual at the fitted amplitude.
+
+        **Never worse, without the cover.** Subtracting the least-squares projection P y of the image
+        y = cover + d onto the residual's direction changes the squared error to the cover by
+        ||P cover||**2 - ||P d||**2: it improves exactly where the mark's share of the fitted energy
+        exceeds the cover's. The cover's share is measured by the same fit at wrong alignments
+        (``STRIP_NULL_OFFSETS``); a warped strip is made only where the fitted energy is ``STRIP_GAIN``
+        (4) times the largest of those (so ||P d|| >= ||P y|| - ||P cover|| >= ||P cover|| where the cover's
+        share is at most that largest one) and the amplitude is positive (the
+        exact inverse of an image read as marked needs no fit: small images such as 64 px samples could
+        not pass that test); in every case what is
+        subtracted is at most ``STRIP_MAX_RMS`` x the embedding RMS, and the payload's own test on the
+        output gives a larger p-value than before. Otherwise the image comes back byte-identical with
+        ``changed`` False and a ``reason``. Images where no mark is detected come back unchanged too.
+
+        Returns :class:`Stripped`: the images (same type and layout as the input) and one
+        :class:`StripResult` per image."""
         imio.check_key(key)
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         xs, metas, single = imio.to_internal(images)
-        outs, removed, before = [], [], []
+        data = None if payload is None else parse_payload(payload, self.code.data_bytes)
+        outs, results, before = [], [], []
         for x in xs:
-            o, r, d = self.strip_tensor(x, key, payload, iters)
-            outs.append(o.cpu()), removed.extend(r), before.extend(d)
+            parts = []
+            for j in range(x.shape[0]):
+                o, r, d = self.strip_one(x[j:j + 1], key, data, alpha, iters)
+                parts.append(o.cpu() if r.changed else x[j:j + 1]), results.append(r), before.append(d)
+            outs.append(torch.cat(parts))
         imgs = imio.from_internal(outs, metas)
-        return Stripped(imgs[0] if single or isinstance(images, torch.Tensor) else imgs, tuple(removed), tuple(before))
+        return Stripped(imgs[0] if single or isinstance(images, torch.Tensor) else imgs,
+                        tuple(r.changed for r in results), tuple(before), tuple(results))
 
 
 def _better(a: tuple[Hypothesis, _Outcome], b: tuple[Hypothesis, _Outcome], k: int, alpha: float) -> bool:
