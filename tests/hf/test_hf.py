@@ -216,7 +216,7 @@ def test_helper_refuses_a_second_mark_and_a_wrong_vocabulary(model):
         wh.generate(model, make_scheme("kgw", Key.demo(), V - 1), ids)
     cfg = wh.watermarking_config(s)
     assert cfg.to_dict() == {"wmark": s.params, "mask_repeated": None, "distinct_rows": None}  # never the key
-    assert json.loads(cfg.to_json_string())["wmark"]["scheme"] == "kgw-lefthash"
+    assert json.loads(cfg.to_json_string())["wmark"]["scheme"] == "kgw-selfhash"  # "kgw" is its alias
 
 
 def test_tournament_warns_where_the_warped_support_exceeds_its_top_k(model):

@@ -130,7 +130,6 @@ def _detect(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-bytes: {exc}" if args.max_bytes is not None else str(exc)) from None
     tok = _tokenizer(args)
     scheme = _scheme(args, args.vocab_size or tok.vocab_size)
-    name = scheme.params["scheme"]
     exact = seams_exact(tok)
     failed = 0
     for path in args.files:
