@@ -72,6 +72,19 @@ def test_cli_tiny_image(setup, capsys):
     assert "64" in capsys.readouterr().err
 
 
+def test_embed_warns_where_the_mark_will_not_be_found(setup, capsys):
+    from PIL import Image
+
+    tmp, src, key = setup
+    p = tmp / "white.png"
+    Image.fromarray(np.full((160, 160, 3), 255, np.uint8)).save(p)
+    assert main(["embed", str(p), str(src), "-o", str(tmp / "o"), "--key-file", str(key), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "will not be found" in ln]
+    assert len(lines) == 1 and lines[0].startswith(str(p)) and "saturated" in lines[0]
+    assert (tmp / "o" / "white.png").exists() and len(list((tmp / "o").glob("*.png"))) == 3
+
+
 def test_batch_goes_on_past_bad_files(setup, capsys):
     tmp, src, key = setup
     (src / "empty.png").write_bytes(b"")

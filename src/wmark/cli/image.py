@@ -184,7 +184,10 @@ def _embed(args: argparse.Namespace) -> int:
     key, files, od = _session(args, writes=True)
 
     def make(model, img):
-        return model.embed(img, key, args.payload).images, None
+        res = model.embed(img, key, args.payload)
+        lost = res.detectable and not res.detectable[0]
+        return res.images, (f"warning: the mark will not be found here ({res.reasons[0]}); written anyway"
+                            if lost else None)
 
     return _write_all(args, "embed", key, files, od, make)
 
