@@ -41,6 +41,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fail, json_output, markdown_table, progress, write_json, write_output  # noqa: E402
 
 SCHEMES = ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram", "gumbel", "tournament")
+#: bench-only names for a registry scheme with other parameters (the baseline of a design change)
+EXTRA = {"unigram-unbalanced": ("unigram", {"block": 1})}
+
+
+def build(name: str, key, vocab_size: int):
+    """``make_scheme`` for a registry name or an :data:`EXTRA` one."""
+    from wmark.text import make_scheme
+
+    base, params = EXTRA.get(name, (name, {}))
+    return make_scheme(base, key, vocab_size, **params)
 BOOKS = ("pg1342", "pg84", "tinyshakespeare")
 LISTS = ("idlelib/NEWS.txt", "idlelib/NEWS2x.txt", "test/cmath_testcases.txt", "test/math_testcases.txt")
 ALPHAS = (1e-2, 1e-3)
@@ -112,13 +122,12 @@ def score_keys(X: np.ndarray, name: str, keys, vocab_size: int, variants, bar=No
     """Per variant: per-key FPR at each alpha, mean, worst, z mean per key, mean scored draws."""
     import torch
 
-    from wmark.text import make_scheme
     from wmark.text.detect import VARIANTS, detect_scores
 
     ids = torch.as_tensor(X)
     per = {v: {"fpr": {a: [] for a in ALPHAS}, "z_mean": [], "scored": []} for v in variants}
     for key in keys:
-        s = make_scheme(name, key, vocab_size)
+        s = build(name, key, vocab_size)
         ts = s.token_scores(ids)
         for v in variants:
             r = detect_scores(ts, s.null, scheme=name, **VARIANTS[v])
@@ -149,13 +158,12 @@ def tpr(lm, names, n: int, length: int, seed: int, variants, bar=None) -> dict[s
     from wmark.bench.text_robustness import sample_prompts
     from wmark.keys import Key
     from wmark.lm.sampling import generate
-    from wmark.text import make_scheme
     from wmark.text.detect import VARIANTS, detect_scores
 
     prompts, src = sample_prompts(lm, n, seed)
     out = {}
     for i, name in enumerate(names):
-        s = make_scheme(name, Key.generate(), lm.vocab_size)
+        s = build(name, Key.generate(), lm.vocab_size)
         g = torch.Generator().manual_seed(seed * 1000 + i)
         rows = []
         for b in range(0, n, 50):
@@ -197,7 +205,7 @@ def main(argv=None) -> int:
         from wmark.text.detect import VARIANTS
         from wmark.text.schemes import SCHEMES as KNOWN
 
-        schemes = check_names(args.schemes.split(","), list(KNOWN), "text scheme")
+        schemes = check_names(args.schemes.split(","), list(KNOWN) + list(EXTRA), "text scheme")
         variants = check_names(args.variants.split(","), list(VARIANTS), "detector variant")
         toks = check_names(args.tokenizers.split(","), ["builtin", "bpe32k"], "tokenizer")
         wanted = check_names(args.samples.split(","), ["books", "code", "list"], "sample")

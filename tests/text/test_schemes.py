@@ -261,6 +261,37 @@ def test_unigram_is_a_fixed_list(demo_key):
     assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("gamma,block", [(0.25, 4), (0.5, 2), (0.3, 10)])
+def test_unigram_list_is_balanced_within_blocks(gamma, block):
+    V = 1003  # a partial last block
+    s = Unigram(Key.from_bytes(bytes(range(32))), V, gamma=gamma)
+    assert s.block == block and s.params["block"] == block
+    green = s.green_list()
+    full = V // block * block
+    assert (green[:full].view(-1, block).sum(1) == round(gamma * block)).all()
+    # over keys every token, in a block or in the tail, is green with probability gamma
+    hits = torch.stack([Unigram(Key.from_bytes(hashlib.sha256(b"%d" % i).digest()), V, gamma=gamma).green_list()
+                        for i in range(400)])
+    freq = hits.double().mean(0)
+    sd = math.sqrt(gamma * (1 - gamma) / 400)
+    assert abs(float(freq.mean()) - gamma) < 3 * sd / math.sqrt(V) + 1e-3
+    assert float((freq - gamma).abs().max()) < 5.5 * sd
+
+
+def test_unigram_block_1_is_the_unbalanced_list(demo_key):
+    from wmark.text import hashing
+
+    s = Unigram(demo_key, 5000, block=1)
+    h = hashing.to_u32(s._table(torch.device("cpu"), "t"))
+    want = torch.zeros(5000, dtype=torch.bool)
+    want[torch.argsort(h, stable=True)[:1250]] = True
+    assert torch.equal(s.green_list(), want) and s.gamma == 0.25
+    with pytest.raises(ValueError, match="block must be an int >= 1"):
+        Unigram(demo_key, 5000, block=0)
+    with pytest.raises(ValueError, match="gamma \\* block must be a whole number"):
+        Unigram(demo_key, 5000, gamma=0.3, block=4)
+
+
 def test_dedup_is_on_seed_and_token(demo_key):
     """Unigram's seed is constant: dedup scores the tokens that occur once (repeats="first": each
     distinct token once)."""

@@ -250,26 +250,57 @@ class KGW(TextWatermark):
 
 
 class Unigram(KGW):
-    """Unigram watermark (Zhao et al. 2024): ONE fixed keyed green list of exactly
-    ``round(gamma * V)`` tokens (those with the smallest keyed hashes), robust to edits.
-    Generation adds a cached ``[V]`` bias (the one-pass floor)."""
+    """Unigram watermark (Zhao et al. 2024): ONE fixed keyed green list, robust to edits.
+    Generation adds a cached ``[V]`` bias (the one-pass floor).
+
+    ``block``: the list is balanced within blocks of ``block`` consecutive token ids, exactly
+    ``gamma * block`` green in each (the keyed smallest hashes of the block); ids past the last full
+    block are green with probability ``gamma`` each. Tokenizers number tokens roughly by frequency
+    (BPE merge order), so every frequency band of the vocabulary is green in the fraction ``gamma``
+    under every key: the frequent tokens that recur in every human text cannot lean green under one
+    key, which is what makes one fixed list's false-positive rate hold per key and not only on
+    average over keys. Each token is still green with probability ``gamma`` over keys, and tokens
+    of one block are negatively correlated, so the binomial tail stays valid (conservative).
+    Default: the smallest block in 2..64 with ``gamma * block`` whole (4 for gamma = 0.25);
+    ``block=1`` (or a gamma no such block fits) keeps the unbalanced list of the ``round(gamma * V)``
+    smallest hashes."""
 
     name = "unigram"
 
     def __init__(self, key: Key, vocab_size: int, *, gamma: float = 0.25, delta: float = 2.0,
-                 backend: str = "auto") -> None:
+                 block: int | None = None, backend: str = "auto") -> None:
         super().__init__(key, vocab_size, gamma=gamma, delta=delta, seeding="unigram", backend=backend)
-        if not 0 < round(self.gamma * vocab_size) < vocab_size:
-            raise ValueError(f"gamma * vocab_size must round to 1..{vocab_size - 1}")
-        self.gamma = round(self.gamma * vocab_size) / vocab_size  # the exact list fraction
+        if block is None:
+            block = next((m for m in range(2, 65) if abs(self.gamma * m - round(self.gamma * m)) < 1e-9
+                          and 0 < round(self.gamma * m) < m), 1)
+        if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+            raise ValueError(f"block must be an int >= 1, got {block!r}")
+        if block > 1 and abs(self.gamma * block - round(self.gamma * block)) > 1e-9:
+            raise ValueError(f"gamma * block must be a whole number, got {self.gamma} * {block}")
+        self.block = block
+        if block == 1:
+            if not 0 < round(self.gamma * vocab_size) < vocab_size:
+                raise ValueError(f"gamma * vocab_size must round to 1..{vocab_size - 1}")
+            self.gamma = round(self.gamma * vocab_size) / vocab_size  # the exact list fraction
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**super().params, "block": self.block}
 
     def green_list(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """The fixed green list, ``[V]`` bool."""
         per_dev = self._tables.setdefault(torch.device(device), {})
         if "green" not in per_dev:
             h = hashing.to_u32(self._table(device, "t"))
-            green = torch.zeros(self.vocab_size, dtype=torch.bool, device=device)
-            green[torch.argsort(h, stable=True)[: round(self.gamma * self.vocab_size)]] = True
+            V, m = self.vocab_size, self.block
+            green = torch.zeros(V, dtype=torch.bool, device=device)
+            if m == 1:
+                green[torch.argsort(h, stable=True)[: round(self.gamma * V)]] = True
+            else:
+                full = V // m * m
+                ranks = torch.argsort(torch.argsort(h[:full].view(-1, m), dim=1, stable=True), dim=1)
+                green[:full] = (ranks < round(self.gamma * m)).reshape(-1)
+                green[full:] = h[full:] < self.threshold
             per_dev["green"] = green
         return per_dev["green"]
 
