@@ -392,3 +392,26 @@ def test_weak_known_detection_reads_low_passed_views(wm, shared_data, demo_key, 
             gains.append((ds.bits == res.bits).mean() - (single.bits == res.bits).mean())
     assert len(gains) >= 8, f"only {len(gains)} reads in the weak-detection regime"
     assert np.mean(gains) > 0.01, gains
+
+
+def test_strength_trades_psnr_for_robustness(wm, photos, demo_key):
+    from wmark.attacks import get_attack
+
+    jpeg = get_attack("jpeg")
+    img = photos[0]
+    psnr, p_jpeg = {}, {}
+    for s in (0.5, 1.0, 2.0):
+        r = wm.embed(img, demo_key, PAYLOAD, strength=s)
+        assert r.detectable == (True,)
+        psnr[s] = _psnr(img, r.images, 255)
+        x = torch.from_numpy(np.ascontiguousarray(r.images)).permute(2, 0, 1)[None].float() / 255
+        p_jpeg[s] = wm.detect(jpeg(x, 0.5)[0], demo_key, payload=PAYLOAD).p_value  # JPEG q50
+    # the residual's RMS scales with strength (clipping aside): ~6 dB per halving
+    assert 5.0 < psnr[0.5] - psnr[1.0] < 7.0 and 5.0 < psnr[1.0] - psnr[2.0] < 7.0
+    assert p_jpeg[2.0] <= p_jpeg[1.0] <= p_jpeg[0.5]
+    weak = wm.embed(img, demo_key, PAYLOAD, strength=0.5).images
+    st = wm.strip(weak, demo_key, payload=PAYLOAD)
+    assert st.removed == (True,) and wm.detect(st.images, demo_key, payload=PAYLOAD).p_value > 0.01
+    for bad in (0, -1, 2.5, float("nan"), True):
+        with pytest.raises(ValueError, match="strength must be a number in"):
+            wm.embed(img, demo_key, PAYLOAD, strength=bad)

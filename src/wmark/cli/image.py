@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-file", required=True, metavar="K")
     p.add_argument("--payload", default=None, metavar="HEX", help="6-byte payload as 12 hex digits (default zeros)")
     p.add_argument("--model", default="default")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="mark strength: x the residual RMS, in (0, 2] (default 1; 0.5: +6 dB PSNR, less robust)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_embed)
 
@@ -139,7 +141,8 @@ def _write_all(args: argparse.Namespace, command: str, key, files: list[Path], o
 
     used: set[Path] = set()
     dsts = {f: _out_path(f, od, used) for f in files}
-    params = {"command": command, "key": key.fingerprint, "payload": args.payload, "model": args.model}
+    params = {"command": command, "key": key.fingerprint, "payload": args.payload, "model": args.model,
+              **({"strength": args.strength} if getattr(args, "strength", 1.0) != 1.0 else {})}
     counts = {"done": 0, "skipped": 0}
     with folder_lock(od, command):
         manifest = Manifest(od, params)
@@ -181,10 +184,13 @@ def _write(blob: bytes, dst: Path, overwrite: bool) -> None:
 
 
 def _embed(args: argparse.Namespace) -> int:
+    from wmark.image.model import check_strength
+
+    check_strength(args.strength)
     key, files, od = _session(args, writes=True)
 
     def make(model, img):
-        res = model.embed(img, key, args.payload)
+        res = model.embed(img, key, args.payload, strength=args.strength)
         lost = res.detectable and not res.detectable[0]
         return res.images, (f"warning: the mark will not be found here ({res.reasons[0]}); written anyway"
                             if lost else None)

@@ -967,12 +967,13 @@ class ImageWatermarker(nn.Module):
         return signs.expand(b, -1), bits, data
 
     @torch.no_grad()
-    def embed_tensor(self, x: torch.Tensor, key, payload=None) -> torch.Tensor:
-        """Mark x [B, C, H, W] in [0, 1] (C = 1 or 3) -> marked [B, C, H, W]."""
+    def embed_tensor(self, x: torch.Tensor, key, payload=None, strength: float = 1.0) -> torch.Tensor:
+        """Mark x [B, C, H, W] in [0, 1] (C = 1 or 3) -> marked [B, C, H, W]; ``strength``: see :meth:`embed`."""
+        check_strength(strength)
         self.eval()
         x = x.to(self.device)
         signs, _, _ = self._signs(payload, key, x.shape[0])
-        return apply_residual(x, residual(self.encoder, x, signs[:1], self.config.rms))
+        return apply_residual(x, residual(self.encoder, x, signs[:1], self.config.rms * strength))
 
     @torch.no_grad()
     def logits_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -1213,13 +1214,19 @@ class ImageWatermarker(nn.Module):
         return dets[0] if single else dets  # type: ignore[return-value]
 
     # -- embedding -------------------------------------------------------------------------------
-    def embed(self, images, key, payload: bytes | str | int | None = None, verify: bool = True) -> Embedded:
+    def embed(self, images, key, payload: bytes | str | int | None = None, verify: bool = True,
+              strength: float = 1.0) -> Embedded:
         """Mark images (tensor [B, C, H, W] / [C, H, W] in [0, 1], PIL, numpy, :class:`~wmark.image.io.Image16`,
         or a list of them). With ``verify`` (default) the output, as returned, is read back blind:
-        ``Embedded.detectable`` / ``reasons`` / ``p_values`` say whether the mark will be found."""
+        ``Embedded.detectable`` / ``reasons`` / ``p_values`` say whether the mark will be found.
+
+        ``strength`` scales the residual's RMS (``config.rms`` x strength, in (0, ``STRIP_MAX_RMS``]):
+        below 1 less visible and less robust, above 1 the reverse (PSNR moves by -20 log10(strength)
+        dB; bench/README.md, 'Strength'). Detection needs no setting; strip fits the amplitude."""
         imio.check_key(key)
+        check_strength(strength)
         xs, metas, single = imio.to_internal(images)
-        marked = [self.embed_tensor(x, key, payload).cpu() for x in xs]
+        marked = [self.embed_tensor(x, key, payload, strength).cpu() for x in xs]
         outs = imio.from_internal(marked, metas)
         _, bits, data = self._signs(payload, key, 1)
         found: tuple[bool, ...] = ()
@@ -1393,6 +1400,12 @@ def _better(a: tuple[Hypothesis, _Outcome], b: tuple[Hypothesis, _Outcome], k: i
 SMALL_SIDE = 192  # px: below this the blind read often misses (too few tile repeats)
 
 
+def check_strength(strength: float) -> None:
+    """ValueError (one line) unless 0 < strength <= ``STRIP_MAX_RMS`` (what strip can still remove)."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= STRIP_MAX_RMS:
+        raise ValueError(f"strength must be a number in (0, {STRIP_MAX_RMS:g}], got {strength!r}")
+
+
 def undetectable_reason(x: torch.Tensor, d: Detection, payload: bytes) -> str:
     """Why the mark embedded in cover x [1, C, H, W] is not found by detection ``d`` (one line)."""
     h, w = x.shape[-2:]
@@ -1425,9 +1438,9 @@ def load(name: str = "default", device: str | None = None) -> ImageWatermarker:
     return _CACHE[k]
 
 
-def embed(images, key, payload=None, model: str = "default") -> Embedded:
+def embed(images, key, payload=None, model: str = "default", strength: float = 1.0) -> Embedded:
     """Mark images with the shipped model (see :meth:`ImageWatermarker.embed`)."""
-    return load(model).embed(images, key, payload)
+    return load(model).embed(images, key, payload, strength=strength)
 
 
 def detect(images, key, payload=None, alpha: float = DEFAULT_ALPHA,
