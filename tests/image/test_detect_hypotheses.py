@@ -11,22 +11,6 @@ torch = pytest.importorskip("torch")
 PAYLOAD = "0102030405ff"
 
 
-@pytest.fixture(scope="module")
-def wm():
-    from wmark.image import load
-
-    return load()
-
-
-@pytest.fixture(scope="module")
-def photos(shared_data):
-    """The first training photos (never Kodak), uint8 [321, 481, 3] or [481, 321, 3]."""
-    from PIL import Image
-
-    paths = sorted((shared_data / "train").glob("bsds_*.jpg"))[:4]
-    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-
-
 def _attack(name: str, s: float, seed: int, img: np.ndarray) -> np.ndarray:
     from wmark.attacks import get_attack
 

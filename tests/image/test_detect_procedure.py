@@ -16,21 +16,6 @@ torch = pytest.importorskip("torch")
 PAYLOAD = "0102030405ff"
 
 
-@pytest.fixture(scope="module")
-def wm():
-    from wmark.image import load
-
-    return load()
-
-
-@pytest.fixture(scope="module")
-def photos(shared_data):
-    from PIL import Image
-
-    paths = sorted((shared_data / "train").glob("bsds_*.jpg"))[:4]
-    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-
-
 def test_table_names_k_and_markdown():
     from wmark.image.model import HYPOTHESES, QUICK, hypothesis_table
 

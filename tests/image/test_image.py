@@ -11,22 +11,6 @@ from wmark.keys import Key  # noqa: E402
 PAYLOAD = "0102030405ff"
 
 
-@pytest.fixture(scope="module")
-def wm():
-    from wmark.image import load
-
-    return load()
-
-
-@pytest.fixture(scope="module")
-def photos(shared_data):
-    """A few training photos (never Kodak) as uint8 arrays."""
-    from PIL import Image
-
-    paths = sorted((shared_data / "train").glob("bsds_*.jpg"))[:4]
-    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-
-
 def _psnr(a, b, peak=1.0):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mse = ((a - b) ** 2).mean()

@@ -540,13 +540,6 @@ def test_float_rounding_tolerated():
 
 
 # -- the model end to end with each supported type ---------------------------------------------
-@pytest.fixture(scope="module")
-def wm():
-    from wmark.image import load
-
-    return load()
-
-
 def _inputs() -> dict:
     s8 = smooth()
     s16 = smooth(scale=65535)

@@ -14,13 +14,6 @@ PAYLOAD = "0102030405ff"
 
 
 @pytest.fixture(scope="module")
-def wm():
-    from wmark.image import load
-
-    return load()
-
-
-@pytest.fixture(scope="module")
 def photo(shared_data):
     """One training photo (never Kodak), uint8 [H, W, 3]."""
     from PIL import Image
