@@ -269,30 +269,31 @@ def _check_repeats(repeats: str) -> None:
         raise ValueError(f"repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
 
 
+def _sorted_keys(keys: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's keys sorted stably (invalid positions last, as int64 max): (``same [B, L - 1]``:
+    the sorted key equals the next one, ``idx [B, L]``: the sort's permutation)."""
+    k = keys.masked_fill(~valid, torch.iinfo(torch.int64).max)
+    sk, idx = torch.sort(k, dim=1, stable=True)  # equal keys keep position order
+    return sk[:, 1:] == sk[:, :-1], idx
+
+
 def once_only(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` bool: valid positions whose key occurs exactly once among the valid positions of
     its row (every copy of a repeated key is False). One batched sort per row."""
-    big = torch.iinfo(torch.int64).max
-    k = keys.masked_fill(~valid, big)
-    sk, idx = torch.sort(k, dim=1)
+    same, idx = _sorted_keys(keys, valid)
     dup = torch.zeros_like(valid)
-    same = sk[:, 1:] == sk[:, :-1]
     dup[:, 1:] |= same
     dup[:, :-1] |= same
-    out = torch.empty_like(valid).scatter_(1, idx, ~dup)
-    return out & valid
+    return torch.empty_like(valid).scatter_(1, idx, ~dup) & valid
 
 
 def first_occurrence(keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``[B, L]`` bool: valid positions whose key has not occurred earlier (among valid) in its row.
     One batched stable sort per row; invalid positions sort last and are never first."""
-    big = torch.iinfo(torch.int64).max
-    k = keys.masked_fill(~valid, big)
-    sk, idx = torch.sort(k, dim=1, stable=True)  # equal keys keep position order
+    same, idx = _sorted_keys(keys, valid)
     first_sorted = torch.ones_like(valid)
-    first_sorted[:, 1:] = sk[:, 1:] != sk[:, :-1]
-    out = torch.empty_like(valid).scatter_(1, idx, first_sorted)
-    return out & valid
+    first_sorted[:, 1:] = ~same
+    return torch.empty_like(valid).scatter_(1, idx, first_sorted) & valid
 
 
 def window_lengths(n: int, min_window: int) -> list[int]:
