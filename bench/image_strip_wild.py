@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import subprocess
 import sys
 import time
-import types
 import zlib
 from pathlib import Path
 
@@ -30,27 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OutputError, fail, json_output, markdown_table, progress, write_json  # noqa: E402
+from image_detect_sets import load_old  # noqa: E402  (the image model at a git revision)
 
 OUTPUT = json_output("image_strip_wild")
-ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins")
 TRANSFORMS = ("jpeg75", "webp50", "resize0.5", "resize0.75", "resize1.5", "resize2.0", "crop256-odd",
               "rotate5", "rotate10", "resize0.75+jpeg75", "crop256-odd+jpeg75", "rotate5+crop256-odd")
 QUICK = ("jpeg75", "resize0.75", "crop256-odd")
 GONE_P = 0.01
-
-
-def load_old(rev: str):
-    """The ``ImageWatermarker`` of ``src/wmark/image/model.py`` at git ``rev``, with the shipped weights."""
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/wmark/image/model.py"], check=True,
-                         capture_output=True, text=True).stdout
-    mod = types.ModuleType(f"wmark_image_model_{rev}")
-    mod.__file__ = f"<{rev}:src/wmark/image/model.py>"
-    sys.modules[mod.__name__] = mod
-    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
-    from wmark.image.model import weights_blob
-
-    return mod.ImageWatermarker.from_bytes(weights_blob())
 
 
 def images(args) -> list[tuple[str, np.ndarray]]:
