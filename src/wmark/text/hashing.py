@@ -39,12 +39,17 @@ def to_u32(x: torch.Tensor) -> torch.Tensor:
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:
-    """Bijective avalanche mix of int32-held uint32 values, any shape -> same shape, int32."""
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * MUL
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * MUL
-    return x ^ ((x >> 16) & 0xFFFF)
+    """Bijective avalanche mix of int32-held uint32 values, any shape -> same shape, int32 (a new
+    tensor; after the first step the rounds run in place on it: at [B, V] each pass is memory-bound)."""
+    s = x >> 16
+    s &= 0xFFFF
+    x = x ^ s
+    for _ in range(2):
+        x *= MUL
+        s = x >> 16
+        s &= 0xFFFF
+        x ^= s
+    return x
 
 
 def lt_u32(x: torch.Tensor, threshold: int) -> torch.Tensor:
@@ -109,4 +114,9 @@ def context_min(hx: torch.Tensor, init: int) -> torch.Tensor:
 def uniform23(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Map hashes to uniforms strictly inside (0, 1): the top 23 bits on a midpoint grid,
     ``(k + 1/2) / 2**23``, exactly representable in float32 (24-bit mantissa)."""
-    return (((h >> 9) & 0x7FFFFF).to(dtype) + 0.5) * (1.0 / 8388608.0)
+    k = h >> 9
+    k &= 0x7FFFFF
+    r = k.to(dtype)
+    r += 0.5
+    r *= 1.0 / 8388608.0
+    return r

@@ -49,10 +49,14 @@ def kgw_bias(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: 
 def gumbel_argmax(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Index ``[B]`` of ``argmax_v r_v^(1/p_v)`` with ``p = softmax(scores)`` (Aaronson's rule),
     computed as ``argmax_v exp(scores_v - max scores) / -log(r_v)``: one exp and one log per
-    entry (the Gumbel-max form ``scores - log(-log r)`` needs two logs and is slower on CPU)."""
+    entry (the Gumbel-max form ``scores - log(-log r)`` needs two logs and is slower on CPU), in
+    place on two ``[B, V]`` buffers, as ``argmin_v exp(...) / log(r_v)`` (the same values negated,
+    so the same index, ties included)."""
     s = scores.float()
-    r = uniform23(mix32(c[:, None] ^ t[None, :]), torch.float32)
-    return torch.argmax(torch.exp(s - s.amax(-1, keepdim=True)) / -torch.log(r), dim=-1)
+    w = s - s.amax(-1, keepdim=True)
+    w.exp_()
+    w /= uniform23(mix32(c[:, None] ^ t[None, :]), torch.float32).log_()
+    return torch.argmin(w, dim=-1)
 
 
 def one_hot_logits(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
