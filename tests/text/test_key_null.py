@@ -16,6 +16,7 @@ from wmark.text.detect import StreamingDetection, detect_scores, first_occurrenc
 
 V = 512
 SCHEMES = ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram", "gumbel", "tournament")
+LEANING = ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram")  # green-list schemes: a ``lean``
 
 
 def _key(i: int) -> Key:
@@ -53,7 +54,7 @@ def test_p_value_is_the_closed_form_over_the_draws_seen_once(name):
         score = float(ts.scores[b][torch.tensor(keep)].sum())
         assert r.num_scored[b] == n and np.isclose(r.score[b], score, rtol=1e-12)
         if name in ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram"):
-            want = stats.binom_sf(score, n, s.gamma)
+            want = stats.binom_sf(score, n, s.gamma + s.lean)
         elif name == "gumbel":
             want = stats.gamma_sf(score, n)
         else:  # tournament mean: Bin(n * layers, 1/2)
@@ -82,9 +83,10 @@ def test_p_values_uniform_over_random_keys(name):
     n_keys = 300
     rng = np.random.default_rng([7, SCHEMES.index(name)])
     ids = _zipf_tokens(rng, (n_keys, 120))
+    exact = {"lean": 0.0} if name in LEANING else {}  # the exact null over keys (lean: test_lean_...)
     ps = []
     for i in range(n_keys):
-        s = make_scheme(name, _key(1000 + i), V)
+        s = make_scheme(name, _key(1000 + i), V, **exact)
         r = s.detect_batch(ids[i])
         p = float(r.p_value[0])
         if name != "gumbel":  # randomise: P(S > s) + U P(S = s) is exactly U(0, 1)
@@ -92,6 +94,31 @@ def test_p_values_uniform_over_random_keys(name):
             p = p_next + rng.random() * (p - p_next)
         ps.append(p)
     assert kstest(ps, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", LEANING)
+def test_lean_tests_the_shifted_null_and_is_conservative(name):
+    """``lean`` tests "green fraction <= gamma + lean" at its boundary: the exact Bin(n, gamma + lean)
+    tail of the same count, never below the lean-0 p-value; on text whose green fraction is exactly
+    gamma + lean (a key leaning by lean) the p-values are U(0, 1) once randomised."""
+    from scipy.stats import kstest
+
+    ids = _zipf_tokens(np.random.default_rng(11), (4, 300))
+    p0 = make_scheme(name, _key(3), V, lean=0.0).detect_batch(ids)
+    s = make_scheme(name, _key(3), V, lean=0.05)
+    p1 = s.detect_batch(ids)
+    assert s.params["lean"] == 0.05 and s.null.p == pytest.approx(s.gamma + 0.05)
+    assert np.array_equal(p0.score, p1.score) and (p1.p_value >= p0.p_value).all()
+    np.testing.assert_allclose(p1.p_value, stats.binom_sf(p1.score, p1.num_scored, s.gamma + 0.05), rtol=1e-12)
+    rng = np.random.default_rng(12)
+    n = rng.integers(50, 300, 2000)
+    g = rng.binomial(n, s.null.p)  # green counts of texts from a key that leans by exactly lean
+    p, p_next = s.null.p_value(g, n), s.null.p_value(g + 1, n)
+    assert kstest(p_next + rng.random(len(n)) * (p - p_next), "uniform").pvalue > 1e-3
+    with pytest.raises(ValueError, match="lean must be in"):
+        make_scheme(name, _key(3), V, lean=-0.01)
+    with pytest.raises(ValueError, match="lean must be in"):
+        make_scheme(name, _key(3), V, lean=0.75)
 
 
 def _hard_wrapped(rng, windows: int, length: int = 200, line: int = 7) -> torch.Tensor:
@@ -115,7 +142,7 @@ def test_hard_wrapped_text_old_detector_overfires_new_does_not():
     X = _hard_wrapped(rng, 400)
     worst = None
     for i in range(40):  # keys making token 0 the anchor; keep the one the old detector likes most
-        s = make_scheme("kgw-selfhash", _key(5000 + i), V)
+        s = make_scheme("kgw-selfhash", _key(5000 + i), V, lean=0.0)  # the repeats rule alone
         u = s._table(torch.device("cpu"), "u")[:V].to(torch.int64) & 0xFFFFFFFF
         if int(torch.argsort(u)[0]) != 0 and int((u < u[0]).sum()) > 2:
             continue

@@ -5,21 +5,23 @@ and commits its journal line (:mod:`wmark.scrub.pipeline`), so outputs, manifest
 are the same whichever engine ran. Only the compute moves: one Ray Data dataset per
 :meth:`RayEngine.run` (one per pass of a scrub) maps the
 :class:`~wmark.scrub.scrubber.Scrubber` class over the batches with
-``map_batches(Scrubber, fn_constructor_kwargs=..., batch_size=..., compute=ActorPoolStrategy(size=jobs))``:
+``map_batches(PackedScrubber, fn_constructor_kwargs=..., batch_size=1, compute=ActorPoolStrategy(size=jobs))``
+(one packed batch per call, below):
 ``jobs`` actors, each building its scrubber (and loading the model) once and keeping it for the
 whole pass; ``num_cpus=1`` per actor, and ``num_gpus`` when the scrub runs on CUDA (1 per actor, or
 an equal share of the cluster's GPUs where there are fewer than ``jobs``; the actor's device is
 then ``cuda``, the GPU Ray gave it). torch runs on one thread per actor, as in the local workers.
 
 How the batches get there: the samples are raw bytes the driver read (never
-``ray.data.read_images(size=...)``, whose resize would take the mark away). The driver puts each
-batch into the object store and its reference into a queue actor; a single feeding task of the
-dataset (0 CPUs) takes them in order and yields them as the dataset's rows. Every batch is padded
-to the pass's batch size with inert rows (an ``error`` set, no data: the scrubber skips them) and
-the dataset's blocks hold one row each, so Ray's bundling for ``batch_size`` hands every actor
-exactly the batch the local engine would have run, and the results come back in order
-(``preserve_order``); the driver drops the padding and checks the ids. At most ``4 * jobs``
-batches are in flight, so the driver reads ahead only that far.
+``ray.data.read_images(size=...)``, whose resize would take the mark away). Ray Data moves *rows*,
+and a block per sample costs it more than the detector does, so each batch travels as one row: its
+columns written as one Arrow IPC stream (:func:`pack`). The driver puts each packed batch into the
+object store and its reference into a queue actor; a single feeding task of the dataset (0 CPUs)
+takes them in order and yields them as the dataset's rows, one row per block. The actors run
+:class:`PackedScrubber` (``batch_size=1``): it unpacks the row, runs its scrubber on exactly the
+batch the local engine would have run and packs the result, so the results come back whole and in
+order (``preserve_order``) and the driver checks the ids. At most ``4 * jobs`` batches are in
+flight, so the driver reads ahead only that far.
 
 Where Ray runs: if Ray is already initialized in this process (``ray.init(...)`` by the caller),
 that cluster is used and left running. Otherwise, with ``RAY_ADDRESS`` set, the engine connects to
@@ -50,8 +52,6 @@ from typing import Any, Iterable, Iterator
 
 #: at least this Ray (the ``wmark[ray]`` extra)
 RAY_REQUIREMENT = "ray[data]>=2.40"
-#: id of the padding rows (never a real sample's: real ids are paths or ``SHARD/KEY``)
-PAD_ID = "\x00wmark-pad"
 #: batches in flight per actor
 IN_FLIGHT_PER_JOB = 4
 
@@ -82,7 +82,7 @@ def import_ray():
 
 
 def _feed(batch, queue):
-    """The dataset's one feeding task: yield the batches the driver queues, in order, until None."""
+    """The dataset's one feeding task: yield the packed batches the driver queues, in order, until None."""
     import ray
 
     while True:
@@ -90,6 +90,39 @@ def _feed(batch, queue):
         if item is None:
             return
         yield ray.get(item[0])
+
+
+def pack(columns: dict) -> bytes:
+    """A batch (column name -> list of values) as one Arrow IPC stream."""
+    import pyarrow as pa
+
+    table = pa.table(columns)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def unpack(blob) -> dict[str, list]:
+    """:func:`pack` inverted: column name -> list of values."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(blob)).read_all().to_pydict()
+
+
+class PackedScrubber:
+    """The actors' callable class: builds ``cls(**kwargs)`` (a :class:`~wmark.scrub.scrubber.Scrubber`;
+    its model loads once per actor) and maps it over packed batches, a table whose ``batch`` column
+    holds one :func:`pack`-ed batch per row, returning the packed results in the same form."""
+
+    def __init__(self, cls, **kwargs) -> None:
+        self.scrubber = cls(**kwargs)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        out = [pack(self.scrubber(unpack(b))) for b in batch.column("batch").to_pylist()]
+        return pa.table({"batch": pa.array(out, pa.binary())})
 
 
 def constructor_kwargs(scrubber) -> dict[str, Any]:
@@ -107,32 +140,18 @@ def constructor_kwargs(scrubber) -> dict[str, Any]:
     return out
 
 
-def _pad_table(batch: dict, size: int):
-    """One batch as an Arrow table of exactly ``size`` rows (inert padding rows at the end)."""
-    import pyarrow as pa
-
-    cols = {k: list(v) for k, v in batch.items()}
-    n = len(cols["id"])
-    pad = size - n
-    if pad:
-        for k, v in cols.items():
-            v.extend([PAD_ID] * pad if k == "id" else ["padding"] * pad if k == "error" else [None] * pad)
-        if "error" not in cols:
-            cols["error"] = [None] * n + ["padding"] * pad
-    return pa.table(cols)
-
-
 class _Stream:
-    """One Ray Data execution: batches of exactly ``size`` rows in, their results out in order."""
+    """One Ray Data execution: packed batches in, their packed results out in order."""
 
-    def __init__(self, ray, scrubber, size: int, jobs: int, device: str | None) -> None:
+    def __init__(self, ray, scrubber, jobs: int, device: str | None) -> None:
         from ray.util.queue import Queue
 
-        self.ray, self.size = ray, size
+        self.ray = ray
         self.queue = Queue(actor_options={"num_cpus": 0})
         kwargs = constructor_kwargs(scrubber)
         kwargs["threads"] = 1
         kwargs["echo_unchanged"] = False  # the driver has the input bytes: only changed ones come back
+        kwargs["cls"] = type(scrubber)
         remote: dict[str, Any] = {"num_cpus": 1}
         if device and str(device).startswith("cuda"):
             gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -143,37 +162,38 @@ class _Stream:
         ds = ray.data.from_items([{"feed": 0}])
         ctx = ds.context
         ctx.execution_options.preserve_order = True
-        ctx.target_max_block_size = 1  # one row per block: Ray's bundling then keeps our batches whole
+        ctx.target_max_block_size = 1  # every row its own block: the feeder's batches are never merged
         for flag in ("enable_progress_bars", "enable_operator_progress_bars"):
             if hasattr(ctx, flag):
                 setattr(ctx, flag, False)
         ds = ds.map_batches(_feed, fn_kwargs={"queue": self.queue}, batch_size=1, batch_format="pyarrow",
                             num_cpus=0)
-        ds = ds.map_batches(type(scrubber), fn_constructor_kwargs=kwargs, batch_size=size, batch_format="numpy",
-                            **_pool(ray, jobs), **remote)
-        self.ds = ds
+        self.ds = ds.map_batches(PackedScrubber, fn_constructor_kwargs=kwargs, batch_size=1, batch_format="pyarrow",
+                                 **_pool(ray, jobs), **remote)
         self._it = None
         self._rows: collections.deque = collections.deque()
         self._closed_input = False
 
-    def put(self, table) -> Any:
-        ref = self.ray.put(table)
+    def put(self, batch: dict) -> Any:
+        import pyarrow as pa
+
+        ref = self.ray.put(pa.table({"batch": pa.array([pack(batch)], pa.binary())}))
         self.queue.put([ref])
         return ref
 
-    def take(self, n: int) -> list[dict]:
-        """The next ``n`` result rows (blocking)."""
+    def take(self) -> dict[str, list]:
+        """The next batch's results (blocking)."""
         if self._it is None:
             # no prefetch: Ray's prefetcher waits for one block more than it hands out, which the
             # driver sends only after it has the results it is waiting for
             self._it = iter(self.ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
-        while len(self._rows) < n:
+        while not self._rows:
             try:
                 tbl = next(self._it)
             except StopIteration:
-                raise RuntimeError(f"ray engine: the dataset ended with {len(self._rows)} of {n} rows due") from None
-            self._rows.extend(tbl.to_pylist())
-        return [self._rows.popleft() for _ in range(n)]
+                raise RuntimeError("ray engine: the dataset ended before every batch came back") from None
+            self._rows.extend(tbl.column("batch").to_pylist())
+        return unpack(self._rows.popleft())
 
     def close_input(self) -> None:
         if not self._closed_input:
@@ -186,7 +206,7 @@ class _Stream:
         if self._it is not None:
             extra = sum(t.num_rows for t in self._it)
             if extra or self._rows:
-                raise RuntimeError(f"ray engine: {extra + len(self._rows)} result rows left over")
+                raise RuntimeError(f"ray engine: {extra + len(self._rows)} result batches left over")
         self.shutdown()
 
     def shutdown(self) -> None:
@@ -216,9 +236,8 @@ def _pool(ray, jobs: int) -> dict[str, Any]:
 
 
 class RayEngine:
-    """Ray Data: ``jobs`` scrubber actors on the Ray cluster (see the module doc). ``batch_size``:
-    the batch size of the pass (None: the first batch's length; a longer batch later starts a new
-    dataset with the larger size)."""
+    """Ray Data: ``jobs`` scrubber actors on the Ray cluster (see the module doc). ``batch_size`` is
+    accepted for the engines' common signature; batches travel whole, whatever their sizes."""
 
     name = "ray"
 
@@ -257,10 +276,6 @@ class RayEngine:
             self._started = False
             self.ray.shutdown()
 
-    def _open(self, scrubber, size: int) -> _Stream:
-        self._connect()
-        return _Stream(self.ray, scrubber, size, self.jobs, self.device)
-
     def run(self, scrubber, tasks: Iterable[tuple[Any, dict | None]]) -> Iterator[tuple[Any, dict | None]]:
         quiet = logging.getLogger("ray.data")  # its INFO lines (execution plans, progress) would flood stderr
         level = quiet.level
@@ -268,23 +283,14 @@ class RayEngine:
         notices = logging.getLogger("ray.data._internal.progress")
         notices.addFilter(_NOTICE)
         stream: _Stream | None = None
-        size = self.batch_size or 0
         limit = IN_FLIGHT_PER_JOB * self.jobs
         window: collections.deque = collections.deque()  # (tag, ids or None for an empty unit, input ref)
-        held: tuple | None = None  # the next batch, longer than the current stream takes
         inflight = 0
         it = iter(tasks)
         done = False
-
-        def submit(tag, batch) -> None:
-            nonlocal inflight
-            ref = stream.put(_pad_table(batch, stream.size))  # held until its results are back
-            window.append((tag, [str(i) for i in batch["id"]], ref))
-            inflight += 1
-
         try:
             while True:
-                while not done and held is None and inflight < limit:
+                while not done and inflight < limit:
                     try:
                         tag, batch = next(it)
                     except StopIteration:
@@ -295,36 +301,24 @@ class RayEngine:
                     if batch is None:
                         window.append((tag, None, None))
                         continue
-                    n = len(batch["id"])
-                    if stream is not None and n > stream.size:
-                        held = (tag, batch)  # finish what is in flight, then a stream of the larger size
-                        stream.close_input()
-                        break
                     if stream is None:
-                        size = max(size, n, 1)
-                        stream = self._open(scrubber, size)
-                    submit(tag, batch)
-                if window:
-                    tag, ids, ref = window.popleft()
-                    if ids is None:
-                        yield tag, None
-                        continue
-                    rows = stream.take(stream.size)
-                    del ref
-                    inflight -= 1
-                    cols = list(rows[0])
-                    if [r["id"] for r in rows[:len(ids)]] != ids or any(r["id"] != PAD_ID for r in rows[len(ids):]):
-                        raise RuntimeError("ray engine: results came back out of order")
-                    rows = rows[:len(ids)]
-                    yield tag, {c: [r[c] for r in rows] for c in cols}
-                    continue
-                if held is None:
+                        self._connect()
+                        stream = _Stream(self.ray, scrubber, self.jobs, self.device)
+                    ref = stream.put(batch)  # held until its results are back
+                    window.append((tag, [str(i) for i in batch["id"]], ref))
+                    inflight += 1
+                if not window:
                     break
-                stream.finish()
-                tag, batch = held
-                held, size = None, max(size, len(batch["id"]))
-                stream = self._open(scrubber, size)
-                submit(tag, batch)
+                tag, ids, ref = window.popleft()
+                if ids is None:
+                    yield tag, None
+                    continue
+                res = stream.take()
+                del ref
+                inflight -= 1
+                if [str(i) for i in res.get("id", [])] != ids:
+                    raise RuntimeError("ray engine: results came back out of order")
+                yield tag, res
             if stream is not None:
                 s, stream = stream, None
                 s.finish()
