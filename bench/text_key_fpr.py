@@ -42,7 +42,8 @@ from _common import fail, json_output, markdown_table, progress, write_json, wri
 
 SCHEMES = ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram", "gumbel", "tournament")
 #: bench-only names for a registry scheme with other parameters (the baseline of a design change)
-EXTRA = {"unigram-unbalanced": ("unigram", {"block": 1})}
+EXTRA = {"unigram-unbalanced": ("unigram", {"block": 1}),
+         **{f"{n}-lean0": (n, {"lean": 0.0}) for n in ("kgw-lefthash", "kgw-selfhash", "kgw-minhash", "unigram")}}
 
 
 def build(name: str, key, vocab_size: int):
