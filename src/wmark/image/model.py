@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from wmark.codes import PayloadCode, bits_to_bytes, parse_payload
+from wmark.stats import binom_sf
 from wmark.image import io as imio
 from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, gaussian_blur, luma,
                               perceptual_mask, resize, shape_residual, standardize)
@@ -241,6 +242,7 @@ STRIP_REFINE_SIDE = 768  # px: the geometry is refined on a central crop of at m
 STRIP_REFINE_ITERS = 15
 STRIP_GONE = 0.01  # p-value after a strip below which it is run once more on its own output (STRIP_PASSES)
 STRIP_PASSES = 2
+STRIP_NEGATED = 0.01  # tail of the disagreeing bits below which a strip's output carries the mark negated
 STRIP_MASK_ITERS = 3  # the perceptual mask re-made from the stripped estimate (as strip_residual does)
 STRIP_START_STEPS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # px: translations tried before the refinement
 
@@ -1243,6 +1245,44 @@ class ImageWatermarker(nn.Module):
                         found, reasons, pvals)
 
     # -- strip -----------------------------------------------------------------------------------
+    def _negated(self, y: torch.Tensor, key, payload: bytes, alpha: float) -> bool:
+        """The payload's codeword *negated* is detected at image y's tile origin (y [1, C, H, W]):
+        a strip that subtracted more of the mark than the image held (a recompressed or resampled
+        image, where the mark was attenuated, given the full inverse) imprints the mark's negative,
+        which a model trained on it would learn. The one-sided detector does not see it; this does,
+        by the same exact tail on the disagreeing bits."""
+        d = self.detect(y, key, payload=payload, alpha=alpha, hypotheses=("origin",))[0]
+        return float(binom_sf(d.n_bits - d.agree, d.n_bits, 0.5)) < STRIP_NEGATED
+
+    def _origin_correlation(self, y: torch.Tensor, codeword: np.ndarray) -> float:
+        """The codeword's correlation (signs . logits) with the read at image y's tile origin (y [1, C, H, W])."""
+        c = self.config
+        view = decode_view(luma(y))
+        o = origin_shift(y.shape[-2:], view.shape[-2:], c.factor, c.tile)
+        logits = self.shift_logits(self.decoder.features(view))[0, :, o].double().cpu().numpy()
+        return float((2.0 * np.asarray(codeword, dtype=np.float64) - 1.0) @ logits)
+
+    def _cancel(self, x: torch.Tensor, basis: torch.Tensor, codeword: np.ndarray, steps: int = 3) -> torch.Tensor:
+        """x - a * basis (clamped to [0, 1]) for the a in (0, 1) where the codeword's correlation at the
+        tile origin crosses zero (:meth:`_origin_correlation`; regula falsi from a = 0, where the mark
+        is, and a = 1, where the full inverse left it negated): the mark removed, not its negative
+        imprinted."""
+        def out(a: float) -> torch.Tensor:
+            return (x - a * basis).clamp(0, 1)
+
+        lo, hi = (0.0, self._origin_correlation(x, codeword)), (1.0, self._origin_correlation(out(1.0), codeword))
+        a = 1.0
+        for _ in range(steps):
+            if not lo[1] > 0 > hi[1]:
+                break
+            a = lo[0] + (hi[0] - lo[0]) * lo[1] / (lo[1] - hi[1])
+            ca = self._origin_correlation(out(a), codeword)
+            if ca > 0:
+                lo = (a, ca)
+            else:
+                hi = (a, ca)
+        return out(a)
+
     @torch.no_grad()
     def strip_one(self, x: torch.Tensor, key, payload: bytes | None = None, alpha: float = DEFAULT_ALPHA,
                   iters: int = 6, passes: int = STRIP_PASSES,
@@ -1305,6 +1345,8 @@ class ImageWatermarker(nn.Module):
                              f"{gain:.2g} < {STRIP_GAIN:g}): stripping could make the image worse", **info)
         if fixed is not None and (abs(amp - 1) <= STRIP_EXACT or gain < STRIP_GAIN):
             method, out = "fixed-point", fixed
+            if self._negated(fixed, key, pl, alpha):  # the full inverse overshoots: the amplitude that cancels
+                method, out = "cancelled", self._cancel(x, basis, codeword)
         else:
             method, out = ("fitted" if fixed is not None else "warped"), (x - amp * basis).clamp(0, 1)
         eight = bool(((x * 255 - (x * 255).round()).abs() < 1e-3).all())
@@ -1353,7 +1395,10 @@ class ImageWatermarker(nn.Module):
         and subtracted from every channel. An image read as marked (the origin, no geometry) gets the
         exact fixed-point inverse (:func:`strip_residual`: the x with x + r(x) = y), or, where
         recompression clearly scaled the residual (a well-determined fitted amplitude off 1 by more than
-        ``STRIP_EXACT``), that residual at the fitted amplitude.
+        ``STRIP_EXACT``), that residual at the fitted amplitude; where the exact inverse would leave the
+        codeword negated (its disagreeing bits' tail below ``STRIP_NEGATED``: more was subtracted than
+        the image held), the residual at the amplitude that cancels the codeword's correlation
+        (:meth:`_cancel`), so that no negative of the mark is imprinted.
 
         **Never worse, without the cover.** Subtracting the least-squares projection P y of the image
         y = cover + d onto the residual's direction changes the squared error to the cover by
