@@ -121,8 +121,11 @@ class StripResult:
     ``payload``: the payload whose residual was removed (None where not detected). ``gain``: the energy
     of the fitted residual over the largest energy at wrong alignments (the acceptance test, see
     :meth:`ImageWatermarker.strip`); ``removed_rms``: RMS (in [0, 1] units) of what was subtracted;
-    ``method``: "fixed-point" (the image as marked: exact inverse) or "warped" (the residual re-made
-    in the image's own frame and fitted)."""
+    ``method``: "fixed-point" (the image as marked: exact inverse), "fitted" (as marked, the mark
+    scaled by recompression: the inverse's residual at the fitted amplitude), "cancelled" (as marked,
+    where the exact inverse would leave the codeword negated: the residual at the amplitude that
+    cancels it) or "warped" (the residual re-made in the image's own frame and fitted); a second pass
+    appends its own ("fixed-point+warped")."""
 
     changed: bool
     reason: str
