@@ -63,6 +63,30 @@ def test_strip_after_resize_removes(wm, photo, marked, demo_key):
     assert _psnr(tc, res.images) > _psnr(tc, tm) + 2.0
 
 
+def test_strip_of_an_attenuated_mark_imprints_no_negative(wm, photo, marked, demo_key):
+    """The mark at 60% of its amplitude (what resampling and recompression leave), in place: the
+    exact inverse subtracts all of it and leaves the codeword negated; strip subtracts the amplitude
+    that cancels it, so the output carries neither the mark nor its negative."""
+    from wmark.stats import binom_sf
+
+    cover = photo.astype(np.float64)
+    weak = np.clip(np.round(cover + 0.6 * (marked.astype(np.float64) - cover)), 0, 255).astype(np.uint8)
+    from wmark.image.model import strip_residual
+    from wmark.image.nets import luma
+
+    x = torch.from_numpy(weak).permute(2, 0, 1)[None].float() / 255
+    signs = wm._signs(bytes.fromhex(PAYLOAD), demo_key, 1)[0]
+    full = (strip_residual(wm.encoder, x, signs[:1], wm.config.rms, 6) * 255).round() / 255
+    assert wm._negated(full, demo_key, bytes.fromhex(PAYLOAD), 1e-3)  # the exact inverse overshoots
+    res = wm.strip(weak, demo_key, payload=PAYLOAD)
+    r = res.results[0]
+    assert r.changed and r.method.startswith("cancelled"), r.method
+    out = torch.from_numpy(np.asarray(res.images)).permute(2, 0, 1)[None].float() / 255
+    d = wm.detect(out, demo_key, payload=PAYLOAD, hypotheses=("origin",))[0]
+    assert binom_sf(d.n_bits - d.agree, d.n_bits, 0.5) >= 0.01 and d.p_value >= 0.01  # neither sign is left
+    assert float(luma(out).sub(luma(x)).pow(2).mean()) < float(luma(full).sub(luma(x)).pow(2).mean())
+
+
 def test_unmarked_comes_back_identical(wm, photo, demo_key):
     res = wm.strip(photo, demo_key)
     r = res.results[0]

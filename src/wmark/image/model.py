@@ -124,7 +124,7 @@ class StripResult:
     ``method``: "fixed-point" (the image as marked: exact inverse), "fitted" (as marked, the mark
     scaled by recompression: the inverse's residual at the fitted amplitude), "cancelled" (as marked,
     where the exact inverse would leave the codeword negated: the residual at the amplitude that
-    cancels it) or "warped" (the residual re-made in the image's own frame and fitted); a second pass
+    cancels it, where the mark is gone there too) or "warped" (the residual re-made in the image's own frame and fitted); a second pass
     appends its own ("fixed-point+warped")."""
 
     changed: bool
@@ -1346,13 +1346,17 @@ class ImageWatermarker(nn.Module):
         if fixed is None and (amp <= 0 or gain < STRIP_GAIN):
             return unchanged(f"the residual is not where the {det.hypothesis!r} read puts the mark (fit gain "
                              f"{gain:.2g} < {STRIP_GAIN:g}): stripping could make the image worse", **info)
+        eight = bool(((x * 255 - (x * 255).round()).abs() < 1e-3).all())
         if fixed is not None and (abs(amp - 1) <= STRIP_EXACT or gain < STRIP_GAIN):
             method, out = "fixed-point", fixed
-            if self._negated(fixed, key, pl, alpha):  # the full inverse overshoots: the amplitude that cancels
-                method, out = "cancelled", self._cancel(x, basis, codeword)
+            if self._negated(fixed, key, pl, alpha):  # the full inverse overshoots: the amplitude that cancels,
+                cancelled = self._cancel(x, basis, codeword)  # where the mark is gone there too
+                if eight:
+                    cancelled = (cancelled * 255).round() / 255
+                if self.detect(cancelled, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0].p_value >= STRIP_GONE:
+                    method, out = "cancelled", cancelled
         else:
             method, out = ("fitted" if fixed is not None else "warped"), (x - amp * basis).clamp(0, 1)
-        eight = bool(((x * 255 - (x * 255).round()).abs() < 1e-3).all())
         if eight:
             out = (out * 255).round() / 255
         rms = float((luma(out) - yl).pow(2).mean().sqrt())
@@ -1401,7 +1405,8 @@ class ImageWatermarker(nn.Module):
         ``STRIP_EXACT``), that residual at the fitted amplitude; where the exact inverse would leave the
         codeword negated (its disagreeing bits' tail below ``STRIP_NEGATED``: more was subtracted than
         the image held), the residual at the amplitude that cancels the codeword's correlation
-        (:meth:`_cancel`), so that no negative of the mark is imprinted.
+        (:meth:`_cancel`), so that no negative of the mark is imprinted, where the payload's test finds
+        the mark gone there too (p >= ``STRIP_GONE``; else the exact inverse).
 
         **Never worse, without the cover.** Subtracting the least-squares projection P y of the image
         y = cover + d onto the residual's direction changes the squared error to the cover by
