@@ -163,7 +163,7 @@ def engine_timeline(name: str, jobs: int, folder: Path, key, batch_size: int) ->
 
     t0 = time.perf_counter()
     marks: list[tuple[float, int]] = []
-    with make_engine(name, jobs, "cpu", batch_size=batch_size) as eng:
+    with make_engine(name, jobs, "cpu") as eng:
         for _, res in eng.run(scrubber, tasks()):
             marks.append((time.perf_counter() - t0, len(res["id"])))
         method = getattr(eng, "start_method", None)

@@ -123,13 +123,13 @@ def _check_batches(tasks, got) -> None:
 
 
 def test_ray_batches_whole_and_in_order(key, cluster):
-    """Each actor call gets exactly one of the pipeline's batches, whatever their sizes (the
-    engine told the batch size or not), results come back in order, empty units pass through."""
+    """Each actor call gets exactly one of the pipeline's batches, whatever their sizes, with one
+    actor or two; results come back in order, empty units pass through."""
     tasks = [("a", [f"a{i}" for i in range(3)]), ("b", None), ("c", [f"c{i}" for i in range(5)]),
              ("d", [f"d{i}" for i in range(2)]), ("e", [f"e{i}" for i in range(5)]), ("f", None),
              ("g", [f"g{i}" for i in range(1)])]
     _check_batches(tasks, _probe(key, tasks, jobs=2))
-    _check_batches(tasks, _probe(key, tasks, jobs=1, batch_size=5))
+    _check_batches(tasks, _probe(key, tasks, jobs=1))
 
 
 def test_pack_round_trip():

@@ -46,10 +46,10 @@ import torch
 import torch.nn as nn
 
 from wmark.codes import PayloadCode, bits_to_bytes, parse_payload
-from wmark.stats import binom_sf
 from wmark.image import io as imio
 from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, gaussian_blur, luma,
                               perceptual_mask, resize, shape_residual, standardize)
+from wmark.stats import binom_sf
 
 DEFAULT_ALPHA = 1e-3
 
@@ -124,8 +124,8 @@ class StripResult:
     ``method``: "fixed-point" (the image as marked: exact inverse), "fitted" (as marked, the mark
     scaled by recompression: the inverse's residual at the fitted amplitude), "cancelled" (as marked,
     where the exact inverse would leave the codeword negated: the residual at the amplitude that
-    cancels it, where the mark is gone there too) or "warped" (the residual re-made in the image's own frame and fitted); a second pass
-    appends its own ("fixed-point+warped")."""
+    cancels it, where the mark is gone there too) or "warped" (the residual re-made in the image's
+    own frame and fitted); a second pass appends its own ("fixed-point+warped")."""
 
     changed: bool
     reason: str
@@ -1248,38 +1248,38 @@ class ImageWatermarker(nn.Module):
                         found, reasons, pvals)
 
     # -- strip -----------------------------------------------------------------------------------
-    def _negated(self, y: torch.Tensor, key, payload: bytes, alpha: float) -> bool:
-        """The payload's codeword *negated* is detected at image y's tile origin (y [1, C, H, W]):
-        a strip that subtracted more of the mark than the image held (a recompressed or resampled
-        image, where the mark was attenuated, given the full inverse) imprints the mark's negative,
-        which a model trained on it would learn. The one-sided detector does not see it; this does,
-        by the same exact tail on the disagreeing bits."""
-        d = self.detect(y, key, payload=payload, alpha=alpha, hypotheses=("origin",))[0]
-        return float(binom_sf(d.n_bits - d.agree, d.n_bits, 0.5)) < STRIP_NEGATED
-
-    def _origin_correlation(self, y: torch.Tensor, codeword: np.ndarray) -> float:
-        """The codeword's correlation (signs . logits) with the read at image y's tile origin (y [1, C, H, W])."""
+    def _origin_logits(self, y: torch.Tensor) -> np.ndarray:
+        """The read at image y's tile origin (y [1, C, H, W]): logits [n], float64."""
         c = self.config
         view = decode_view(luma(y))
         o = origin_shift(y.shape[-2:], view.shape[-2:], c.factor, c.tile)
-        logits = self.shift_logits(self.decoder.features(view))[0, :, o].double().cpu().numpy()
-        return float((2.0 * np.asarray(codeword, dtype=np.float64) - 1.0) @ logits)
+        return self.shift_logits(self.decoder.features(view))[0, :, o].detach().double().cpu().numpy()
 
-    def _cancel(self, x: torch.Tensor, basis: torch.Tensor, codeword: np.ndarray, steps: int = 3) -> torch.Tensor:
-        """x - a * basis (clamped to [0, 1]) for the a in (0, 1) where the codeword's correlation at the
-        tile origin crosses zero (:meth:`_origin_correlation`; regula falsi from a = 0, where the mark
-        is, and a = 1, where the full inverse left it negated): the mark removed, not its negative
-        imprinted."""
+    def _cancel(self, x: torch.Tensor, fixed: torch.Tensor, basis: torch.Tensor,
+                codeword: np.ndarray, steps: int = 3) -> torch.Tensor | None:
+        """Where the exact inverse ``fixed`` of x leaves the codeword *negated* at the tile origin (the
+        exact tail of its disagreeing bits below ``STRIP_NEGATED``: more was subtracted than the image
+        held, a recompressed or resampled image's attenuated mark given the full inverse, which a model
+        trained on it would learn; the one-sided detector does not see it): x - a * basis (clamped to
+        [0, 1]) for the a in (0, 1) where the codeword's correlation at the origin crosses zero
+        (regula falsi from a = 0, where the mark is, and a = 1, the inverse). None where the inverse
+        leaves no negative."""
+        signs = 2.0 * np.asarray(codeword, dtype=np.float64) - 1.0
+        at_one = self._origin_logits(fixed)
+        n = len(signs)
+        if float(binom_sf(int(((at_one > 0) != (signs > 0)).sum()), n, 0.5)) >= STRIP_NEGATED:
+            return None
+
         def out(a: float) -> torch.Tensor:
             return (x - a * basis).clamp(0, 1)
 
-        lo, hi = (0.0, self._origin_correlation(x, codeword)), (1.0, self._origin_correlation(out(1.0), codeword))
+        lo, hi = (0.0, float(signs @ self._origin_logits(x))), (1.0, float(signs @ at_one))
         a = 1.0
         for _ in range(steps):
             if not lo[1] > 0 > hi[1]:
                 break
             a = lo[0] + (hi[0] - lo[0]) * lo[1] / (lo[1] - hi[1])
-            ca = self._origin_correlation(out(a), codeword)
+            ca = float(signs @ self._origin_logits(out(a)))
             if ca > 0:
                 lo = (a, ca)
             else:
@@ -1347,24 +1347,29 @@ class ImageWatermarker(nn.Module):
             return unchanged(f"the residual is not where the {det.hypothesis!r} read puts the mark (fit gain "
                              f"{gain:.2g} < {STRIP_GAIN:g}): stripping could make the image worse", **info)
         eight = bool(((x * 255 - (x * 255).round()).abs() < 1e-3).all())
+
+        def returned(img: torch.Tensor) -> torch.Tensor:  # as the caller gets it (8-bit where it came so)
+            return (img * 255).round() / 255 if eight else img
+
+        after = None  # the payload's test on the output, where already made
         if fixed is not None and (abs(amp - 1) <= STRIP_EXACT or gain < STRIP_GAIN):
-            method, out = "fixed-point", fixed
-            if self._negated(fixed, key, pl, alpha):  # the full inverse overshoots: the amplitude that cancels,
-                cancelled = self._cancel(x, basis, codeword)  # where the mark is gone there too
-                if eight:
-                    cancelled = (cancelled * 255).round() / 255
-                if self.detect(cancelled, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0].p_value >= STRIP_GONE:
-                    method, out = "cancelled", cancelled
+            method, out = "fixed-point", returned(fixed)
+            cancelled = self._cancel(x, fixed, basis, codeword)  # the inverse overshoots: the amplitude
+            if cancelled is not None:                            # that cancels, where the mark is gone too
+                cancelled = returned(cancelled)
+                trial = self.detect(cancelled, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
+                if trial.p_value >= STRIP_GONE:
+                    method, out, after = "cancelled", cancelled, trial
         else:
-            method, out = ("fitted" if fixed is not None else "warped"), (x - amp * basis).clamp(0, 1)
-        if eight:
-            out = (out * 255).round() / 255
+            method = "fitted" if fixed is not None else "warped"
+            out = returned((x - amp * basis).clamp(0, 1))
         rms = float((luma(out) - yl).pow(2).mean().sqrt())
         info.update(removed_rms=rms, method=method)
         if rms > STRIP_MAX_RMS * c.rms:
             return unchanged(f"the fitted residual is too large (RMS {rms * 255:.2f}/255 > "
                              f"{STRIP_MAX_RMS * c.rms * 255:.2f}/255)", **info)
-        after = self.detect(out, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
+        if after is None:
+            after = self.detect(out, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
         if after.p_value <= det.p_value:
             return unchanged(f"the strip did not lower the detection (p {det.p_value:.3g} -> "
                              f"{after.p_value:.3g})", p_attempt=after.p_value, **info)

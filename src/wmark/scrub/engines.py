@@ -161,15 +161,10 @@ def _copy(scrubber, **changes):
     return new
 
 
-def make_engine(name: str, jobs: int = 1, device: str | None = None, **options):
-    """The engine registered as ``name`` (ValueError listing the engines otherwise). ``options``
-    (e.g. ``batch_size``, the pass's batch size) go to the engines whose constructor takes them."""
-    import inspect
-
+def make_engine(name: str, jobs: int = 1, device: str | None = None):
+    """The engine registered as ``name`` (ValueError listing the engines otherwise)."""
     from wmark._lazy import import_attr
 
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
-    cls = import_attr(ENGINES[name])
-    params = inspect.signature(cls).parameters
-    return cls(jobs=jobs, device=device, **{k: v for k, v in options.items() if k in params})
+    return import_attr(ENGINES[name])(jobs=jobs, device=device)

@@ -277,7 +277,7 @@ def scrub(input: str | os.PathLike[str], out: str | os.PathLike[str], key, *, ac
               "listing": listing, **{k: v for k, v in final.settings().items()
                                      if k not in ("action", "alpha", "cutoff", "kind")}}
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, "scrub"), make_engine(engine, jobs, dev, batch_size=batch_size) as eng:
+    with folder_lock(out, "scrub"), make_engine(engine, jobs, dev) as eng:
         state, resumed = _prepare_state(out, params, resume)  # after the engine: a missing one writes nothing
         units = src.units()
         write = action != "report"

@@ -236,20 +236,17 @@ def _pool(ray, jobs: int) -> dict[str, Any]:
 
 
 class RayEngine:
-    """Ray Data: ``jobs`` scrubber actors on the Ray cluster (see the module doc). ``batch_size`` is
-    accepted for the engines' common signature; batches travel whole, whatever their sizes."""
+    """Ray Data: ``jobs`` scrubber actors on the Ray cluster (see the module doc); batches travel
+    whole, whatever their sizes."""
 
     name = "ray"
 
-    def __init__(self, jobs: int = 1, device: str | None = None, batch_size: int | None = None) -> None:
+    def __init__(self, jobs: int = 1, device: str | None = None) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
         self.ray = import_ray()
         self.jobs = jobs
         self.device = device
-        self.batch_size = batch_size
         self._started = False
 
     def __enter__(self) -> "RayEngine":
