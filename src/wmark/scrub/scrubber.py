@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import math
+from itertools import chain
 from typing import Any, Mapping, Sequence
 
 from wmark.assets import sha256_bytes
@@ -405,6 +406,7 @@ class Scrubber:
     def _detect_texts(self, sch, items: list[tuple[int, list[int]]]):
         """(index, p-value) per tokenized text: windowed detection (the best window's p-value,
         corrected for the windows searched, which include the whole text); batched by length."""
+        import numpy as np
         import torch
 
         a = self.alpha if self.alpha is not None else 1e-3
@@ -418,11 +420,11 @@ class Scrubber:
         for b in batches:
             if not b:
                 continue
-            width = max(len(t[1]) for t in b)
-            ids = torch.zeros(len(b), width, dtype=torch.long)
-            for j, (_, t) in enumerate(b):
-                ids[j, :len(t)] = torch.as_tensor(t, dtype=torch.long)
-            lengths = torch.as_tensor([len(t[1]) for t in b])
+            lens = np.array([len(t[1]) for t in b], dtype=np.int64)
+            flat = np.fromiter(chain.from_iterable(t[1] for t in b), dtype=np.int64, count=int(lens.sum()))
+            ids = np.zeros((len(b), int(lens.max())), dtype=np.int64)
+            ids[np.arange(ids.shape[1]) < lens[:, None]] = flat  # row-major: each text left-aligned
+            ids, lengths = torch.from_numpy(ids), torch.from_numpy(lens)
             if self.device:
                 ids, lengths = ids.to(self.device), lengths.to(self.device)
             det = sch.detect_batch(ids, lengths, alpha=a, windowed=True, min_window=self.min_window)

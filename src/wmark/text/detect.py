@@ -307,29 +307,41 @@ def window_lengths(n: int, min_window: int) -> list[int]:
     return sorted(set(sizes))
 
 
+def window_layout(n: int, min_window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every window searched over ``n`` scored tokens, in the order sizes then starts: ``starts [W]``,
+    ``sizes [W]`` and the index in them where each size's windows begin ``[S]``. Windows of each size
+    in :func:`window_lengths` start every ``max(1, size // 4)`` tokens, plus the one ending at ``n``."""
+    sz = np.asarray(window_lengths(n, min_window), dtype=np.int64)
+    step = np.maximum(1, sz // 4)
+    count = (n - sz) // step + 1
+    per = count + ((count - 1) * step != n - sz)
+    first = np.zeros(len(sz), dtype=np.int64)
+    np.cumsum(per[:-1], out=first[1:])
+    g = np.repeat(np.arange(len(sz)), per)
+    k = np.arange(int(per.sum())) - first[g]
+    return np.where(k < count[g], k * step[g], n - sz[g]), sz[g], first
+
+
 def window_search(s: np.ndarray, pos: np.ndarray, null, min_window: int) -> WindowResult:
-    """Best window over the kept per-token scores ``s [n]`` (at input positions ``pos [n]``).
-    Windows of each size in :func:`window_lengths` start every ``max(1, size // 4)`` tokens."""
+    """Best window over the kept per-token scores ``s [n]`` (at input positions ``pos [n]``) among
+    :func:`window_layout`'s. A null's p-value falls as the score rises at a fixed size, so only each
+    size's largest sum is tested; the Bonferroni factor counts every window."""
     n = len(s)
     cs = np.empty(n + 1, dtype=np.float64)  # prefix sums, filled in place (no second copy)
     cs[0] = 0.0
     np.cumsum(s, out=cs[1:])
-    all_starts, all_sizes = [], []
-    for size in window_lengths(n, min_window):
-        starts = np.arange(0, n - size + 1, max(1, size // 4))
-        if starts[-1] != n - size:
-            starts = np.append(starts, n - size)
-        all_starts.append(starts)
-        all_sizes.append(np.full(len(starts), size, dtype=np.int64))
-    starts, sizes = np.concatenate(all_starts), np.concatenate(all_sizes)  # every window, one tail call
+    starts, sizes, first = window_layout(n, min_window)
     sums = cs[starts + sizes] - cs[starts]
-    pv = null.p_value(sums, sizes)
-    i = int(np.argmin(pv))  # the first smallest, in the order sizes then starts
-    total = len(starts)
-    p, start, size, score = float(pv[i]), int(starts[i]), int(sizes[i]), float(sums[i])
+    best = np.maximum.reduceat(sums, first)  # per size
+    hits = np.flatnonzero(sums == np.repeat(best, np.diff(np.append(first, len(sums)))))
+    at = hits[np.searchsorted(hits, first)]  # per size, its first window with that sum
+    pv = np.asarray(null.p_value(best, sizes[first]), dtype=np.float64).reshape(-1)
+    j = int(np.argmin(pv))  # the first size with the smallest p; in it, the first window with the largest sum
+    i = int(at[j])
+    p, start, size, score = float(pv[j]), int(starts[i]), int(sizes[i]), float(sums[i])
     return WindowResult(start=int(pos[start]), end=int(pos[start + size - 1]) + 1, num_scored=size,
                         score=score, z_score=float(null.z(score, size)), p_value=p,
-                        p_value_corrected=float(bonferroni(p, total)), num_windows=total)
+                        p_value_corrected=float(bonferroni(p, len(starts))), num_windows=len(starts))
 
 
 def scored_positions(ts: TokenScores, *, dedup: bool = True, repeats: str = "drop",
@@ -360,12 +372,12 @@ def detect_scores(ts: TokenScores, null, *, scheme: str, alpha: float = 1e-3, de
     windows: list[WindowResult | None] = [None] * len(n)
     decide = p.copy()
     if windowed:
+        km, sc, ps = keep.cpu().numpy(), ts.scores.cpu().numpy(), ts.positions.cpu().numpy()
         for b in range(len(n)):
             if n[b] == 0:
                 continue
-            m = keep[b]
-            windows[b] = window_search(ts.scores[b][m].cpu().numpy(), ts.positions[b][m].cpu().numpy(), null,
-                                       min_window)
+            m = km[b]
+            windows[b] = window_search(sc[b][m], ps[b][m], null, min_window)
             decide[b] = windows[b].p_value_corrected
     return BatchDetection(scheme=scheme, num_tokens=ts.lengths.cpu().numpy(), num_scored=n, score=s,
                           z_score=z, p_value=p, alpha=alpha, detected=decide < alpha, windows=tuple(windows))
