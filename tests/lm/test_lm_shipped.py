@@ -103,3 +103,12 @@ def test_cli_lm_info_and_generate(capsys):
     assert capsys.readouterr().out.startswith("To be")
     assert main(["lm", "info"]) == 0
     assert "val_perplexity" in capsys.readouterr().out
+
+
+def test_load_tokenizer_is_the_shipped_models():
+    from wmark.lm import load, load_tokenizer
+
+    t = load_tokenizer()
+    assert t.to_str() == load(device="cpu").tokenizer.to_str()
+    with pytest.raises(ValueError, match="unknown model"):
+        load_tokenizer("nope")

@@ -109,9 +109,9 @@ def _tokenizer(args: argparse.Namespace):
         from wmark.lm import Tokenizer
 
         return Tokenizer.from_file(args.tokenizer)
-    import wmark.lm
+    from wmark.lm import load_tokenizer
 
-    return wmark.lm.load().tokenizer
+    return load_tokenizer()
 
 
 def _detect(args: argparse.Namespace) -> int:

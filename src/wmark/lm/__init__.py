@@ -26,6 +26,7 @@ _LAZY = {
     "LanguageModel": "wmark.lm.bundle",
     "WeightsIntegrityError": "wmark.assets",
     "load": "wmark.lm.bundle",
+    "load_tokenizer": "wmark.lm.bundle",
     "load_dir": "wmark.lm.bundle",
     "save_dir": "wmark.lm.bundle",
     "available": "wmark.lm.bundle",

@@ -213,6 +213,17 @@ def available() -> list[str]:
     return sorted(SHIPPED)
 
 
+def load_tokenizer(name: str = "tiny") -> Tokenizer:
+    """The tokenizer of a shipped model alone (sha256-verified; the weights are not read)."""
+    import importlib.resources as ir
+
+    if name not in SHIPPED:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}")
+    with ir.as_file(ir.files("wmark.lm").joinpath(SHIPPED[name])) as d:
+        verify_sums(d, (TOKENIZER_FILE,), SUMS_FILE)
+        return Tokenizer.from_file(Path(d) / TOKENIZER_FILE)
+
+
 def load(name: str = "tiny", device: str | torch.device | None = None) -> LanguageModel:
     """Load a shipped model (weights inside the package, sha256-verified; no downloads).
 

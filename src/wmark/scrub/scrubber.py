@@ -220,9 +220,9 @@ class Scrubber:
 
                 tok = Tokenizer.from_file(self.tokenizer)
             else:
-                import wmark.lm
+                from wmark.lm import load_tokenizer
 
-                tok = wmark.lm.load(device="cpu").tokenizer
+                tok = load_tokenizer()
             try:
                 sch = make_scheme(resolve(self.scheme), self.key, self.vocab_size or tok.vocab_size,
                                   **self.scheme_params)
