@@ -109,3 +109,23 @@ def test_prf_table_refuses_short_subkeys():
     for bad in (bytes(8), bytes(16), bytes(31), bytes(64), "x" * 32):
         with pytest.raises(ValueError, match="32 bytes"):
             hashing.prf_table(bad, 10)
+
+
+def test_mix32_in_place_equals_the_new_tensor_form():
+    x = torch.cat([hashing.prf_table(SUBKEY, 50_000),
+                   torch.tensor([0, -1, -(2**31), 2**31 - 1], dtype=torch.int32)]).reshape(-1, 4)
+    want = hashing.mix32(x)
+    y = x.clone()
+    assert hashing.mix32(y, out=y, scratch=torch.empty_like(y)) is y and torch.equal(y, want)
+    before, out = x.clone(), torch.empty_like(x)
+    assert torch.equal(hashing.mix32(x, out=out), want) and torch.equal(x, before)  # the input untouched
+
+
+def test_uniform23_in_place_bits_equal_the_conversion():
+    h = torch.cat([hashing.prf_table(SUBKEY, 100_000), torch.arange(-600, 600, dtype=torch.int32),
+                   torch.tensor([-(2**31), 2**31 - 1, -512, 511, 512], dtype=torch.int32)])
+    want = hashing.uniform23(h, torch.float32)
+    got = hashing.uniform23(h.clone(), inplace=True)
+    assert got.dtype == torch.float32 and torch.equal(got.view(torch.int32), want.view(torch.int32))
+    with pytest.raises(ValueError, match="float32 only"):
+        hashing.uniform23(h.clone(), torch.float64, inplace=True)

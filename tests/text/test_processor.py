@@ -219,3 +219,27 @@ def test_padding_arguments_are_checked(demo_key):
         s.detect_batch(ids, attention_mask=torch.zeros(2, 10))
     with pytest.raises(ValueError, match="out of range"):
         s.detect_batch(ids + 100, attention_mask=torch.ones(2, 10))
+
+
+@pytest.mark.parametrize("shape", [(8, 4096), (3, 5003), (1, 128), (2, 129), (5, 70_000)])
+def test_gumbel_eager_in_place_matches_the_reference(shape):
+    g = torch.Generator().manual_seed(shape[1])
+    B, V = shape
+    c = torch.randint(-(2**31), 2**31 - 1, (B,), dtype=torch.int32, generator=g)
+    t = torch.randint(-(2**31), 2**31 - 1, (V,), dtype=torch.int32, generator=g)
+    for scores in (torch.randn(B, V, generator=g) * 4, torch.zeros(B, V),  # all tied on the scores
+                   torch.where(torch.rand(B, V, generator=g) < 0.9, float("-inf"), torch.randn(B, V, generator=g)),
+                   torch.randn(B, V, generator=g).half()):
+        for _ in range(2):  # the second call reuses the kept buffers
+            assert torch.equal(ops.gumbel_argmax_eager(scores, c, t), ops.gumbel_argmax(scores, c, t))
+
+
+def test_first_argmin_is_torch_argmin():
+    g = torch.Generator().manual_seed(0)
+    for V in (1, 127, 128, 300, 1000):
+        w = torch.randint(-3, 3, (6, V), generator=g).float()  # many ties
+        w[1, V // 2] = float("nan")
+        w[2, :] = float("nan")
+        w[3, -1] = float("-inf")
+        w[4, :] = float("inf")
+        assert torch.equal(ops.first_argmin(w), torch.argmin(w, -1)), V

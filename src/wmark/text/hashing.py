@@ -38,18 +38,32 @@ def to_u32(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.int64) & 0xFFFFFFFF
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """Bijective avalanche mix of int32-held uint32 values, any shape -> same shape, int32 (a new
-    tensor; after the first step the rounds run in place on it: at [B, V] each pass is memory-bound)."""
-    s = x >> 16
-    s &= 0xFFFF
-    x = x ^ s
-    for _ in range(2):
-        x *= MUL
+def mix32(x: torch.Tensor, *, out: torch.Tensor | None = None, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """Bijective avalanche mix of int32-held uint32 values, any shape -> same shape, int32: a new
+    tensor, or ``out`` (int32, x's shape, may be ``x`` itself) overwritten; ``scratch`` (int32, x's
+    shape) is the one buffer the rounds reuse. With both given nothing is allocated (at [B, V] each
+    pass is memory-bound and a fresh buffer costs as much as a pass)."""
+    if out is None:
         s = x >> 16
         s &= 0xFFFF
-        x ^= s
+        x = x ^ s
+    else:
+        if out is not x:
+            out.copy_(x)
+        x, s = out, torch.empty_like(out) if scratch is None else scratch
+        _xorshift16(x, s)
+    for _ in range(2):
+        x *= MUL
+        _xorshift16(x, s)
     return x
+
+
+def _xorshift16(x: torch.Tensor, s: torch.Tensor) -> None:
+    """``x ^= x >>> 16`` in place, through the buffer ``s`` (the logical shift is the arithmetic one, masked)."""
+    s.copy_(x)
+    s >>= 16
+    s &= 0xFFFF
+    x ^= s
 
 
 def lt_u32(x: torch.Tensor, threshold: int) -> torch.Tensor:
@@ -111,9 +125,20 @@ def context_min(hx: torch.Tensor, init: int) -> torch.Tensor:
     return (hx ^ _INT32_MIN).amin(dim=-1) ^ _INT32_MIN  # signed order == unsigned order after the flip
 
 
-def uniform23(h: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def uniform23(h: torch.Tensor, dtype: torch.dtype = torch.float32, *, inplace: bool = False) -> torch.Tensor:
     """Map hashes to uniforms strictly inside (0, 1): the top 23 bits on a midpoint grid,
-    ``(k + 1/2) / 2**23``, exactly representable in float32 (24-bit mantissa)."""
+    ``(k + 1/2) / 2**23``, exactly representable in float32 (24-bit mantissa). ``inplace`` (float32
+    only): ``h`` (int32) is overwritten and the result is its float32 view, built from bits as the
+    float ``1 + k / 2**23`` minus ``1 - 2**-24`` (exact: Sterbenz), with no conversion pass."""
+    if inplace:
+        if dtype != torch.float32 or h.dtype != torch.int32:
+            raise ValueError("uniform23(inplace=True) maps int32 hashes to float32 only")
+        h >>= 9
+        h &= 0x7FFFFF
+        h |= 0x3F800000  # exponent of [1, 2)
+        r = h.view(torch.float32)
+        r -= 1.0 - 2.0 ** -24
+        return r
     k = h >> 9
     k &= 0x7FFFFF
     r = k.to(dtype)

@@ -8,6 +8,7 @@ see :mod:`wmark.text.hashing`), ``threshold`` an int in [0, 2**32).
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from typing import Callable
@@ -59,6 +60,50 @@ def gumbel_argmax(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> tor
     return torch.argmin(w, dim=-1)
 
 
+def gumbel_argmax_eager(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """:func:`gumbel_argmax`, the same index, for eager torch on big batches: every pass in place on
+    three ``[B, V]`` buffers kept per thread between calls (a fresh buffer costs a pass), the hash
+    mixed and mapped to uniforms in place, the argmin by blocks (torch's argmin along a long row is
+    several passes' worth)."""
+    w, h, scratch = _workspace(scores)
+    w.copy_(scores)
+    w -= w.amax(-1, keepdim=True)
+    w.exp_()
+    h.copy_(t.expand_as(h))
+    h ^= c[:, None]
+    w /= uniform23(mix32(h, out=h, scratch=scratch), inplace=True).log_()
+    return first_argmin(w)
+
+
+def first_argmin(w: torch.Tensor, block: int = 128) -> torch.Tensor:
+    """``torch.argmin(w, -1)`` of a ``[B, V]`` float tensor (the first index of the minimum, NaN
+    counting as the minimum as there), through the minimum of each ``block`` of a row: one
+    vectorised pass, then an argmin over ``V / block`` block minima and one within a block."""
+    B, V = w.shape
+    nb = V // block
+    mins = w[:, :nb * block].reshape(B, nb, block).amin(-1)
+    if V % block:
+        mins = torch.cat([mins, w[:, nb * block:].amin(-1, keepdim=True)], 1)
+    start = mins.argmin(-1) * block
+    idx = (start[:, None] + torch.arange(block, device=w.device)).clamp_max_(V - 1)
+    return start + torch.gather(w, 1, idx).argmin(-1)  # past the row's end: repeats of its last entry, never first
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """This thread's float32 / int32 / int32 buffers of ``scores``' shape and device (reallocated on
+    a new shape: a generation keeps its shape from step to step)."""
+    key = (tuple(scores.shape), scores.device)
+    ws = getattr(_LOCAL, "gumbel", None)
+    if ws is None or ws[0] != key:
+        shape, dev = key
+        ws = _LOCAL.gumbel = (key, torch.empty(shape, device=dev), torch.empty(shape, dtype=torch.int32, device=dev),
+                              torch.empty(shape, dtype=torch.int32, device=dev))
+    return ws[1], ws[2], ws[3]
+
+
 def one_hot_logits(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Logits ``[B, V]``: 0 at ``index[b]``, -inf elsewhere (any sampler, greedy or not, picks it)."""
     out = torch.full_like(like, float("-inf"))
@@ -93,6 +138,7 @@ _READY: set[str] = set()  # compiled kernels that have completed a call (``auto`
 _EAGER_S: dict[str, float] = {}  # eager seconds spent per kernel under ``auto`` on CPU
 _COMPILE_BROKEN = False
 COMPILE_MIN_ELEMENTS = 1 << 18  # smaller batches: always eager (compiling never pays)
+EAGER_INPLACE_MIN = 1 << 16  # Gumbel scores from this size on: eager in place on kept buffers
 COMPILE_AFTER_S = 20.0  # ``auto`` on CPU: compile once the eager calls cost this long (~ one cold compile)
 
 
@@ -133,13 +179,13 @@ def _run_compiled(name: str, fn: Callable, *args):
     return out
 
 
-def _run_auto_cpu(name: str, fn: Callable, *args):
-    """``auto`` on a big CPU batch: the compiled kernel where it is ready or has been paid for by
-    the eager time spent so far, else eager (timed)."""
+def _run_auto_cpu(name: str, fn: Callable, *args, eager: Callable | None = None):
+    """``auto`` on a big CPU batch: the compiled kernel (of ``fn``) where it is ready or has been paid
+    for by the eager time spent so far, else eager (``eager``, default ``fn``; timed)."""
     if not _COMPILE_BROKEN and (name in _READY or _EAGER_S.get(name, 0.0) >= _compile_after_s()):
         return _run_compiled(name, fn, *args)
     t0 = time.perf_counter()
-    out = fn(*args)
+    out = (eager or fn)(*args)
     _EAGER_S[name] = _EAGER_S.get(name, 0.0) + (time.perf_counter() - t0)
     return out
 
@@ -188,6 +234,11 @@ def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tenso
     Every score gets its log: on CPU a log-free pruning pass is slower, its bound table defeats
     vectorisation."""
     which = resolve_backend(backend, scores)
+    if which in ("eager", "auto-cpu") and scores.dim() == 2:
+        eager = gumbel_argmax_eager if scores.numel() >= EAGER_INPLACE_MIN else gumbel_argmax
+        if which == "eager":
+            return eager(scores, c, t)
+        return _run_auto_cpu("gumbel", gumbel_argmax, scores, c, t, eager=eager)
     return _run("compile" if which == "triton" else which, "gumbel", gumbel_argmax, scores, c, t)
 
 
