@@ -31,6 +31,7 @@ _PRF_PERSON = b"wmark/text/prf"  # BLAKE2b personalisation: domain-separates the
 MUL = 0x045D9F3B  # odd multiplier
 SENTINEL_ID = -1  # a missing context token (before the start of the sequence)
 _INT32_MIN = -(2**31)
+_INPLACE_MIN = 1 << 14  # mix32 rounds in place (one scratch buffer) from this many elements
 
 
 def to_u32(x: torch.Tensor) -> torch.Tensor:
@@ -43,6 +44,12 @@ def mix32(x: torch.Tensor, *, out: torch.Tensor | None = None, scratch: torch.Te
     tensor, or ``out`` (int32, x's shape, may be ``x`` itself) overwritten; ``scratch`` (int32, x's
     shape) is the one buffer the rounds reuse. With both given nothing is allocated (at [B, V] each
     pass is memory-bound and a fresh buffer costs as much as a pass)."""
+    if out is None and x.numel() < _INPLACE_MIN:  # small: fewest operations (each costs its dispatch)
+        for i in range(3):
+            if i:
+                x = x * MUL
+            x = x ^ ((x >> 16) & 0xFFFF)
+        return x
     if out is None:
         s = x >> 16
         s &= 0xFFFF
