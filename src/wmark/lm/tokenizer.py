@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
@@ -33,7 +34,6 @@ class Tokenizer:
         self._vocab_size = int(tok.get_vocab_size(with_added_tokens=True))
         eos = tok.token_to_id(EOS_TOKEN)
         self._eos_id: int | None = None if eos is None else int(eos)
-        self._words: _WordCache | None | bool = False  # built on the first encode (False: not yet)
 
     # -- construction / persistence -------------------------------------------------------------
     @classmethod
@@ -104,17 +104,20 @@ class Tokenizer:
         """Encode several strings at once (the same ids as ``encode`` on each)."""
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise ValueError("encode_batch expects a sequence of str")
-        if self._words is False:
-            self._words = _WordCache.build(self._tok)
         if self._words is not None:
             return self._words.encode(texts)
         return [list(e.ids) for e in self._tok.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+    @cached_property
+    def _words(self) -> "_WordCache | None":
+        """The word cache (built on first use), None where the pre-tokenization is not GPT-2's."""
+        return _WordCache.build(self._tok)
 
     def cache_info(self) -> dict[str, int | bool]:
         """The word cache behind ``encode``: ``active`` (False where the tokenizer's pre-tokenization is
         not the GPT-2 byte-level split, so the library encodes every text), ``words`` cached and
         ``characters_probed``, of which ``characters_apart`` send their texts to the library."""
-        w = self._words if isinstance(self._words, _WordCache) else None
+        w = self._words
         return {"active": w is not None, "words": len(w._ids) if w else 0,
                 "characters_probed": len(w._same) + len(w._differ) if w else 0,
                 "characters_apart": len(w._differ) if w else 0}

@@ -207,12 +207,14 @@ def resolve_backend(backend: str, scores: torch.Tensor) -> str:
     return backend
 
 
-def _run(which: str, name: str, fn: Callable, *args):
+def _run(which: str, name: str, fn: Callable, *args, eager: Callable | None = None):
+    """``fn`` on backend ``which``: compiled, or eagerly as ``eager`` (default ``fn`` itself: the same
+    result by another route; compiling always takes ``fn``, the semantics)."""
     if which == "compile":
         return _run_compiled(name, fn, *args)
     if which == "auto-cpu":
-        return _run_auto_cpu(name, fn, *args)
-    return fn(*args)
+        return _run_auto_cpu(name, fn, *args, eager=eager)
+    return (eager or fn)(*args)
 
 
 def kgw_bias_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tensor, threshold: int,
@@ -234,12 +236,8 @@ def gumbel_argmax_dispatch(scores: torch.Tensor, c: torch.Tensor, t: torch.Tenso
     Every score gets its log: on CPU a log-free pruning pass is slower, its bound table defeats
     vectorisation."""
     which = resolve_backend(backend, scores)
-    if which in ("eager", "auto-cpu") and scores.dim() == 2:
-        eager = gumbel_argmax_eager if scores.numel() >= EAGER_INPLACE_MIN else gumbel_argmax
-        if which == "eager":
-            return eager(scores, c, t)
-        return _run_auto_cpu("gumbel", gumbel_argmax, scores, c, t, eager=eager)
-    return _run("compile" if which == "triton" else which, "gumbel", gumbel_argmax, scores, c, t)
+    eager = gumbel_argmax_eager if scores.dim() == 2 and scores.numel() >= EAGER_INPLACE_MIN else None
+    return _run("compile" if which == "triton" else which, "gumbel", gumbel_argmax, scores, c, t, eager=eager)
 
 
 def warm_up(scheme, batch_size: int = 8, device: torch.device | str = "cpu") -> float:
