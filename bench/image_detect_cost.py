@@ -5,10 +5,11 @@ against the per-image loop; the committed code (--old-rev) beside the current on
     .venv/bin/python bench/image_detect_cost.py --quick            # smoke run (1 MP, 8 images)
 
 ``embed``: one child process per size and implementation (``--sizes`` in megapixels), each marking one
-photo (Kodak, resized to the size) with ``embed(verify=False)`` then reading it back with ``detect``:
-wall seconds of each and the child's peak resident memory (``resource`` ru_maxrss), beside a child
-that only loads the model (the baseline). ``old`` is the perceptual mask of ``src/wmark/image/nets.py``
-at ``--old-rev`` (a box blur whose window grows with the image), the rest of the code being today's.
+photo (Kodak, resized to the size) with ``embed`` (verified: the output read back) then reading it
+back with ``detect``: wall seconds of each and the child's peak resident memory (``resource``
+ru_maxrss), beside a child that only loads the model (the baseline). ``old`` is the whole package at
+``--embed-rev`` (its ``src/`` extracted with ``git archive`` into a temporary folder, first on the
+child's path; its pixel limit lifted to the largest size), ``new`` the working tree.
 
 ``detect``: ``--n`` crops of 512 x 512 px from Kodak, half marked (random payloads), half not:
 images per second of the committed detector image by image, of today's image by image, of today's
@@ -24,7 +25,6 @@ import resource
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from _common import OutputError, fail, json_output, progress, write_json  # noqa
 from image_detect_sets import OLD_REV, ROOT, load_old  # noqa: E402
 
 OUTPUT = json_output("image_detect_cost")
+EMBED_REV = "d4df9df"  # embedding on whole-image float copies, before the row bands
 
 
 def _photo(mp: float) -> np.ndarray:
@@ -46,54 +47,65 @@ def _photo(mp: float) -> np.ndarray:
     return np.asarray(img.resize((round(img.width * s), round(img.height * s)), Image.BICUBIC))
 
 
-def child(impl: str, mp: float, rev: str, threads: int) -> dict:
+def child(impl: str, mp: float, threads: int) -> dict:
     """One measurement in this process: embed + detect one ``mp`` megapixel photo (``impl`` 'none':
-    load only)."""
+    load only). The package imported is whatever comes first on the path (see :func:`run_embed`)."""
     import torch
 
     torch.set_num_threads(threads)
+    import wmark
     from wmark.image import model as M
     from wmark.keys import Key
 
     wm, key = M.load(), Key.demo()
-    out: dict = {"impl": impl, "mp": mp}
+    out: dict = {"impl": impl, "mp": mp, "package": str(Path(wmark.__file__).parent)}
     if impl != "none":
-        if impl == "old":
-            src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/wmark/image/nets.py"], check=True,
-                                 capture_output=True, text=True).stdout
-            mod = types.ModuleType(f"wmark_image_nets_{rev}")
-            exec(compile(src, f"<{rev}:nets.py>", "exec"), mod.__dict__)
-            M.perceptual_mask = mod.perceptual_mask  # the only function that changed cost
         img = _photo(mp)
         out["shape"] = list(img.shape)
         wm.detect(wm.embed(img[:256, :256], key, verify=False).images, key)  # imports and caches, not timed
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t0 = time.perf_counter()
-        emb = wm.embed(img, key, "0102030405ff", verify=False)
+        emb = wm.embed(img, key, "0102030405ff")
         out["embed_s"] = time.perf_counter() - t0
+        out["detectable"] = bool(emb.detectable[0])
         t0 = time.perf_counter()
         d = wm.detect(emb.images, key)
         out["detect_s"] = time.perf_counter() - t0
-        out["detected"] = bool(d.detected)
+        out["detected"] = bool(d.detected and d.payload_hex == "0102030405ff")
+        out["rss_before_mb"] = rss0
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 def run_embed(args, bar) -> list[dict]:
+    import os
+    import tempfile
+
     rows = []
-    jobs = [("none", 0.0)] + [(impl, mp) for mp in args.sizes for impl in (("old", "new") if args.old_rev else ("new",))]
-    for impl, mp in jobs:
-        bar.set_postfix_str(f"embed {impl} {mp:g} MP")
-        cmd = [sys.executable, __file__, "--child", impl, "--child-mp", str(mp), "--old-rev", args.old_rev or OLD_REV,
-               "--threads", str(args.threads)]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
-            row = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else \
-                {"impl": impl, "mp": mp, "error": r.stderr.strip().splitlines()[-1:]}
-        except subprocess.TimeoutExpired:
-            row = {"impl": impl, "mp": mp, "error": f"timeout after {args.child_timeout} s"}
-        rows.append(row)
-        bar.write(json.dumps(row))
-        bar.update(1)
+    impls = ("old", "new") if args.embed_rev else ("new",)
+    jobs = [("none", 0.0)] + [(impl, mp) for mp in args.sizes for impl in impls]
+    with tempfile.TemporaryDirectory(prefix="wmark-old-") as tmp:
+        if args.embed_rev:
+            tar = subprocess.run(["git", "-C", str(ROOT), "archive", args.embed_rev, "src"], check=True,
+                                 capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=tar, check=True)
+        for impl, mp in jobs:
+            bar.set_postfix_str(f"embed {impl} {mp:g} MP")
+            env = dict(os.environ)
+            if impl == "old":  # its default limit (64 MP) lifted; the working tree runs under its own
+                env["WMARK_MAX_PIXELS"] = str(int(max(args.sizes) * 1.01e6))
+                env["PYTHONPATH"] = os.pathsep.join([str(Path(tmp) / "src")] + env.get("PYTHONPATH", "").split(os.pathsep))
+            cmd = [sys.executable, __file__, "--child", impl, "--child-mp", str(mp), "--threads", str(args.threads)]
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout, env=env)
+                row = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else \
+                    {"impl": impl, "mp": mp, "error": r.stderr.strip().splitlines()[-1:] or [f"exit {r.returncode}"]}
+            except subprocess.TimeoutExpired:
+                row = {"impl": impl, "mp": mp, "error": f"timeout after {args.child_timeout} s"}
+            row["rev"] = args.embed_rev if impl == "old" else "working tree"
+            rows.append(row)
+            bar.write(json.dumps(row))
+            bar.update(1)
     return rows
 
 
@@ -144,8 +156,40 @@ def run_detect(args, bar) -> dict:
                      "detected_unmarked": float(np.mean([d.detected for d in dets[1::2]]))}
         bar.write(f"{name}: {args.n / dt:.2f} images/s")
         bar.update(1)
+    bar.set_postfix_str("unmarked cost")
+    out["per_image_ms"] = per_image_cost(wm, key, imgs, args.repeats)
+    bar.update(1)
     base = out["old-loop"]["images_per_s"] if "old-loop" in out else out["new-loop"]["images_per_s"]
     out["speedup_batched_vs_old_loop"] = out["new-batched"]["images_per_s"] / base
+    return out
+
+
+def per_image_cost(wm, key, imgs: list, repeats: int) -> dict:
+    """Milliseconds per image, image by image (best of ``repeats``): ``detect`` on the unmarked
+    and on the marked crops (even indices marked), and one decoder pass (prefilter, fold, logits at
+    every shift) on the same views; ``unmarked_over_pass`` is the target's ratio (<= 1.25)."""
+    import torch
+
+    from wmark.image import io as imio
+    from wmark.image.model import decode_view, luma
+
+    views = [luma(decode_view(imio.to_internal(x)[0][0])) for x in imgs]
+
+    def best(fn, items) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for it in items:
+                fn(it)
+            times.append((time.perf_counter() - t0) / len(items) * 1e3)
+        return min(times)
+
+    with torch.no_grad():
+        one_pass = best(lambda v: wm.shift_logits(wm.decoder.features(v)), views)
+    out = {"decoder_pass": one_pass, "unmarked": best(lambda x: wm.detect(x, key), imgs[1::2]),
+           "marked": best(lambda x: wm.detect(x, key), imgs[0::2])}
+    out["unmarked_over_pass"] = out["unmarked"] / one_pass
+    out["marked_over_pass"] = out["marked"] / one_pass
     return out
 
 
@@ -179,9 +223,11 @@ def run_gpu(bar) -> dict | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="1,4,16", help="embed sizes in megapixels")
+    ap.add_argument("--sizes", default="1,4,16,100", help="embed sizes in megapixels")
+    ap.add_argument("--embed-rev", default=EMBED_REV, help="git revision of the embedding baseline ('' = none)")
     ap.add_argument("--n", type=int, default=32, help="512 px crops for the detection timing")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="repeats of the per-image cost (best kept)")
     ap.add_argument("--old-rev", default=OLD_REV, help="git revision of the committed code ('' = none)")
     ap.add_argument("--child-timeout", type=float, default=1800)
     ap.add_argument("--quick", action="store_true")
@@ -190,7 +236,7 @@ def main(argv=None) -> int:
     OUTPUT.add_arguments(ap)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, args.child_mp, args.old_rev, args.threads)))
+        print(json.dumps(child(args.child, args.child_mp, args.threads)))
         return 0
     try:
         out = OUTPUT.prepare(args)
@@ -199,10 +245,10 @@ def main(argv=None) -> int:
     if args.quick:
         args.sizes, args.n = "1", 8
     args.sizes = [float(s) for s in args.sizes.split(",")]
-    n_embed = 1 + len(args.sizes) * (2 if args.old_rev else 1)
-    with progress(n_embed + 4 + 1, "image_detect_cost", not args.no_progress, unit="step") as bar:
+    n_embed = 1 + len(args.sizes) * (2 if args.embed_rev else 1)
+    with progress(n_embed + 5 + 1, "image_detect_cost", not args.no_progress, unit="step") as bar:
         res = {"embed": run_embed(args, bar), "detect": run_detect(args, bar), "gpu": run_gpu(bar),
-               "old_rev": args.old_rev or None}
+               "old_rev": args.old_rev or None, "embed_rev": args.embed_rev or None}
     print(f"wrote {write_json('image_detect_cost', res, out)}")
     return 0
 

@@ -399,3 +399,52 @@ def test_strength_trades_psnr_for_robustness(wm, photos, demo_key):
     for bad in (0, -1, 2.5, float("nan"), True):
         with pytest.raises(ValueError, match="strength must be a number in"):
             wm.embed(img, demo_key, PAYLOAD, strength=bad)
+
+
+@pytest.mark.parametrize("band_pixels", [1, 9000, 50000])
+def test_banded_embedding_equals_whole_image(wm, photos, demo_key, band_pixels):
+    """Row bands with their halo give the whole image's mask and RMS: the same marked image to
+    float32 rounding, bands of any height (down to 2 halos) and any phase of the tile."""
+    from wmark.image import model as M
+
+    x = torch.from_numpy(photos[0][:203, :250].astype(np.float32) / 255).permute(2, 0, 1)[None].contiguous()
+    signs, _, _ = wm._signs(PAYLOAD, demo_key, 1)
+    with torch.no_grad():
+        tile = wm.encoder(signs)
+        whole = M.apply_residual(x, M.residual(wm.encoder, x, signs, wm.config.rms))
+        banded = M.embed_banded(tile, x, wm.config.rms, band_pixels=band_pixels)
+    assert (banded - whole).abs().max() < 1e-6
+    assert (banded - x).abs().max() > 1e-3  # a residual was added
+
+
+def test_large_images_are_marked_in_bands(wm, photos, demo_key, monkeypatch):
+    """Above BAND_PIXELS embed goes through the bands, in place on its own float copy: the caller's
+    array and tensor are untouched, the 8-bit output is the whole-image one, and it detects."""
+    from wmark.image import model as M
+
+    img = photos[1]
+    ref = wm.embed(img, demo_key, PAYLOAD, verify=False).images
+    monkeypatch.setattr(M, "BAND_PIXELS", 20000)
+    before = img.copy()
+    res = wm.embed(img, demo_key, PAYLOAD)
+    assert np.array_equal(img, before)
+    diff = np.abs(res.images.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert res.detectable == (True,)
+    t = torch.from_numpy(img.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+    t0 = t.clone()
+    out = wm.embed(t, demo_key, PAYLOAD, verify=False).images
+    assert torch.equal(t, t0) and (out - t).abs().max() > 1e-3
+    grey = wm.embed(img[..., 0], demo_key, PAYLOAD)
+    assert grey.images.shape == img.shape[:2] and grey.detectable == (True,)
+
+
+def test_strip_refuses_above_its_pixel_limit(wm, photos, demo_key, monkeypatch):
+    from wmark.image import model as M
+
+    marked = wm.embed(photos[2], demo_key, PAYLOAD, verify=False).images
+    monkeypatch.setattr(M, "STRIP_MAX_PIXELS", 100_000)
+    s = wm.strip(marked, demo_key)
+    r = s.results[0]
+    assert not r.changed and "too large to strip" in r.reason and r.p_before < 1e-3
+    assert np.array_equal(s.images, marked)

@@ -628,3 +628,36 @@ def test_model_empty_batch(wm, demo_key):
             call([], demo_key)
         with pytest.raises(ValueError, match="empty batch"):
             call(torch.zeros(0, 3, 96, 96), demo_key)
+
+
+@pytest.mark.parametrize("elements", [1, 997, 1 << 20])
+def test_conversion_in_row_chunks_is_exact(monkeypatch, elements):
+    """Row-chunked conversion gives the values of one whole-image float64 division, both ways."""
+    monkeypatch.setattr(imio, "CONVERT_ELEMENTS", elements)
+    for dtype, scale in ((np.uint8, 255.0), (np.uint16, 65535.0), (np.float64, 1.0)):
+        for shape in ((67, 71), (67, 71, 2), (67, 71, 3), (67, 71, 4)):
+            a = RNG.random(shape) if scale == 1.0 else RNG.integers(0, int(scale) + 1, shape).astype(dtype)
+            x, meta = imio.from_numpy(a)
+            full = x if meta.alpha is None else torch.cat([x, meta.alpha], 1)
+            ref = (a.astype(np.float64) / scale).reshape(67, 71, -1).transpose(2, 0, 1)
+            assert torch.equal(full, torch.from_numpy(ref.copy()).float()[None])
+            y = torch.rand_like(x) * 1.2 - 0.1  # out of range too: clamped
+            out = imio.to_numpy(y, meta)
+            yy = (y if meta.alpha is None else torch.cat([y, meta.alpha], 1))[0].clamp(0, 1).double().numpy()
+            want = (np.rint(yy * scale) if scale > 1 else yy).astype(dtype).transpose(1, 2, 0)
+            assert out.dtype == dtype and np.array_equal(out, want[..., 0] if a.ndim == 2 else want)
+    img = Image.fromarray(RNG.integers(0, 256, (67, 71, 3)).astype(np.uint8))
+    x, meta = imio.from_pil(img)
+    assert torch.equal(x, torch.from_numpy(np.asarray(img, np.float64).transpose(2, 0, 1) / 255).float()[None])
+    assert np.array_equal(np.asarray(imio.to_pil(x, meta)), np.asarray(img))
+
+
+def test_iter_internal_is_to_internal_one_item_at_a_time():
+    items = [RNG.integers(0, 256, (70, 80, 3)).astype(np.uint8), torch.rand(2, 1, 64, 66)]
+    xs, metas, single = imio.to_internal(items)
+    got = list(imio.iter_internal(items))
+    assert not single and [m.kind for _, m in got] == [m.kind for m in metas]
+    assert all(torch.equal(a, b) for (t, _), a in zip(got, xs) for b in t)
+    assert imio.is_single(items[0]) and not imio.is_single(items[1]) and imio.is_single(items[1][0])
+    with pytest.raises(ValueError, match=r"images\[1\]: .*at least 64 px"):
+        list(imio.iter_internal([items[0], np.zeros((10, 10), np.uint8)]))

@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-bytes", type=_size, default=None, metavar="SIZE",
                    help="samples larger than SIZE are error rows (K/M/G; 0 = no limit; default 256M)")
     p.add_argument("--max-pixels", type=_positive, default=None, help="images with more pixels are error rows "
-                   "(default $WMARK_MAX_PIXELS or 64 MP)")
+                   "(default $WMARK_MAX_PIXELS or 128 MP)")
     p.add_argument("--model", default="default", help="image model (shipped weights name)")
     p.add_argument("--scheme", default="kgw-selfhash", help="text scheme (as `wmark text detect`)")
     p.add_argument("--gamma", type=float, default=None)

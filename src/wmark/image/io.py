@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from PIL import Image as PILImage
 
 MIN_SIDE = 64
-MAX_PIXELS = 64_000_000  # embedding needs about 110 MB of memory per megapixel (float32 working copies)
+MAX_PIXELS = 128_000_000  # embed + detect: about 2.8 GB peak at 100 MP (bench/image_detect_cost.py); strip: STRIP_MAX_PIXELS
 MAX_PIXELS_ENV = "WMARK_MAX_PIXELS"
 FLOAT_TOL = 1e-6  # float pixels this far outside [0, 1] are accepted (and clamped): rounding, not a range error
 CARRIED = ("icc_profile", "exif", "dpi")  # metadata kept from input to output
@@ -156,6 +156,36 @@ def _check_floats(lo: float, hi: float, n_bad: int) -> None:
     else:
         hint = "rescale them to [0, 1]"
     raise ImageError(f"floats must be in [0, 1]; got range [{lo:.4g}, {hi:.4g}] — {hint}")
+
+
+CONVERT_ELEMENTS = 1 << 20  # pixels x channels converted at a time: float64 temporaries stay small
+
+
+def _to_float(arr: np.ndarray, scale: float) -> torch.Tensor:
+    """numpy [H, W] or [H, W, C] -> float32 [1, C, H, W] = arr / scale, divided in float64 by row
+    chunks (``CONVERT_ELEMENTS``): the values of one float64 division, without a full-size float64 copy."""
+    hwc = arr[..., None] if arr.ndim == 2 else arr
+    h, w, c = hwc.shape
+    out = np.empty((c, h, w), np.float32)
+    rows = max(1, CONVERT_ELEMENTS // max(1, w * c))
+    for r in range(0, h, rows):
+        out[:, r:r + rows] = (hwc[r:r + rows].astype(np.float64) / scale).transpose(2, 0, 1)
+    return torch.from_numpy(out)[None]
+
+
+def _to_pixels(x: torch.Tensor, alpha: torch.Tensor | None, scale: float, dtype: Any) -> np.ndarray:
+    """[1, C, H, W] float (and alpha [1, 1, H, W] appended) -> numpy [H, W, C'] of ``dtype``:
+    rint(clamp(x, 0, 1) x scale) (scale 1: no rounding), in row chunks as :func:`_to_float`."""
+    parts = [x[0]] if alpha is None else [x[0], alpha[0].to(x)]
+    c, (h, w) = sum(p.shape[0] for p in parts), x.shape[-2:]
+    out = np.empty((h, w, c), dtype)
+    rows = max(1, CONVERT_ELEMENTS // max(1, w * c))
+    for r in range(0, h, rows):
+        a = torch.cat([p[:, r:r + rows] for p in parts]).clamp(0, 1).double().numpy()
+        if scale > 1:
+            a = np.rint(a * scale)
+        out[r:r + rows] = a.astype(dtype).transpose(1, 2, 0)
+    return out
 
 
 def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -276,17 +306,15 @@ def from_pil(img: "PILImage.Image") -> tuple[torch.Tensor, ImageMeta]:
         arr = np.asarray(img)
         if mode == "I" and arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
             raise ImageError(_out_of_16bit(int(arr.min()), int(arr.max())))
-        arr, scale = arr.astype(np.float64)[None], 65535.0
+        scale = 65535.0
     else:
         if mode not in ("L", "LA", "RGB", "RGBA") or "transparency" in img.info:
             has_alpha = "A" in mode or "transparency" in img.info
             img = img.convert(("LA" if has_alpha else "L") if mode == "L" else ("RGBA" if has_alpha else "RGB"))
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img)
         scale = 255.0
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    _check_size(*arr.shape[-2:])
-    x = torch.from_numpy(arr / scale).float()[None]
-    x, alpha = _split(x)
+    _check_size(*arr.shape[:2])
+    x, alpha = _split(_to_float(arr, scale))
     return x, ImageMeta("pil", mode=src_mode, scale=scale, alpha=alpha, info=_carried(img.info))
 
 
@@ -295,15 +323,12 @@ def to_pil(x: torch.Tensor, meta: ImageMeta) -> "PILImage.Image":
     carried metadata in ``img.info``."""
     from PIL import Image
 
-    if meta.alpha is not None:
-        x = torch.cat([x, meta.alpha], 1)
-    arr = np.rint(x[0].clamp(0, 1).double().numpy() * meta.scale)
     if meta.scale > 255:
-        img = Image.fromarray(arr[0].astype(np.int32 if meta.mode == "I" else np.uint16))
+        img = Image.fromarray(_to_pixels(x, meta.alpha, meta.scale, np.int32 if meta.mode == "I" else np.uint16)[..., 0])
     else:
-        a = arr.astype(np.uint8)
-        img = Image.fromarray(a[0], mode="L") if a.shape[0] == 1 else \
-            Image.fromarray(a.transpose(1, 2, 0), mode={2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[0]])
+        a = _to_pixels(x, meta.alpha, meta.scale, np.uint8)
+        img = Image.fromarray(a[..., 0], mode="L") if a.shape[2] == 1 else \
+            Image.fromarray(a, mode={2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2]])
     img.info.update(meta.info)
     return img
 
@@ -331,22 +356,14 @@ def from_numpy(arr: np.ndarray) -> tuple[torch.Tensor, ImageMeta]:
         n_bad = int(arr.size - np.count_nonzero(finite))
         _check_floats(float(arr.min()) if not n_bad else 0.0, float(arr.max()) if not n_bad else 0.0, n_bad)
     layout = "HW" if arr.ndim == 2 else "HWC"
-    a = arr.astype(np.float64) / scale
-    a = a[None] if arr.ndim == 2 else a.transpose(2, 0, 1)
-    x = torch.from_numpy(a).float()[None]
-    x, alpha = _split(x)
+    x, alpha = _split(_to_float(arr, scale))
     return x, ImageMeta("numpy", dtype=arr.dtype, scale=scale, alpha=alpha, layout=layout)
 
 
 def to_numpy(x: torch.Tensor, meta: ImageMeta) -> np.ndarray:
     """[1, C, H, W] -> numpy in the original dtype and layout."""
-    if meta.alpha is not None:
-        x = torch.cat([x, meta.alpha], 1)
-    a = x[0].clamp(0, 1).double().numpy()
-    if meta.scale > 1:
-        a = np.rint(a * meta.scale)
-    a = a.astype(meta.dtype)
-    return a[0] if meta.layout == "HW" else a.transpose(1, 2, 0)
+    a = _to_pixels(x, meta.alpha, meta.scale, meta.dtype)
+    return a[..., 0] if meta.layout == "HW" else a
 
 
 def from_image16(img: Image16) -> tuple[torch.Tensor, ImageMeta]:
@@ -789,22 +806,26 @@ def _from_any(it: Any) -> tuple[list[torch.Tensor], ImageMeta]:
                      "tensor or file path)")
 
 
-def to_internal(images: Any) -> tuple[list[torch.Tensor], list[ImageMeta], bool]:
-    """Any supported input -> (list of [1, C, H, W] tensors, metas, was_single).
-
-    A 4-D tensor batch stays one [B, C, H, W] tensor in the list (same size); lists may mix types.
-    Raises :class:`ImageError` (a ValueError) for an empty batch and for anything refused."""
-    single = True
+def _items(images: Any) -> tuple[list, bool]:
+    """(the items of an input, whether it is one image)."""
     if isinstance(images, (list, tuple)):
-        single, items = False, list(images)
-        if not items:
+        if not images:
             raise ImageError("empty batch: no images given (pass at least one)")
-    elif isinstance(images, torch.Tensor) and images.dim() == 4:
-        single, items = False, [images]
-    else:
-        items = [images]
-    xs: list[torch.Tensor] = []
-    metas: list[ImageMeta] = []
+        return list(images), False
+    if isinstance(images, torch.Tensor) and images.dim() == 4:
+        return [images], False
+    return [images], True
+
+
+def is_single(images: Any) -> bool:
+    """Whether an input is one image (its results: one, not a list)."""
+    return not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
+
+
+def iter_internal(images: Any) -> Iterator[tuple[list[torch.Tensor], ImageMeta]]:
+    """:func:`to_internal` one input item at a time (its tensors, its meta), so that only one item's
+    float copy need be held; the same errors."""
+    items, single = _items(images)
     for i, it in enumerate(items):
         try:
             t, m = _from_any(it)
@@ -812,8 +833,19 @@ def to_internal(images: Any) -> tuple[list[torch.Tensor], list[ImageMeta], bool]
             if single or isinstance(images, torch.Tensor):
                 raise
             raise ImageError(f"images[{i}]: {exc}") from None
+        yield t, m
+
+
+def to_internal(images: Any) -> tuple[list[torch.Tensor], list[ImageMeta], bool]:
+    """Any supported input -> (list of [1, C, H, W] tensors, metas, was_single).
+
+    A 4-D tensor batch stays one [B, C, H, W] tensor in the list (same size); lists may mix types.
+    Raises :class:`ImageError` (a ValueError) for an empty batch and for anything refused."""
+    xs: list[torch.Tensor] = []
+    metas: list[ImageMeta] = []
+    for t, m in iter_internal(images):
         xs.extend(t), metas.append(m)
-    return xs, metas, single
+    return xs, metas, is_single(images)
 
 
 def from_internal(xs: list[torch.Tensor], metas: list[ImageMeta]) -> list:

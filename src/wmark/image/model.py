@@ -48,7 +48,8 @@ import torch.nn as nn
 from wmark.codes import PayloadCode, bits_to_bytes, parse_payload
 from wmark.image import io as imio
 from wmark.image.nets import (Decoder, Encoder, apply_residual, bits_to_signs, fold, gaussian_blur, luma,
-                              perceptual_mask, resize, shape_residual, standardize)
+                              mask_halo, mask_window, perceptual_mask, resize, shape_residual, standardize,
+                              tile_to)
 from wmark.stats import binom_sf
 
 DEFAULT_ALPHA = 1e-3
@@ -222,6 +223,37 @@ def residual(encoder: nn.Module, x: torch.Tensor, signs: torch.Tensor, rms: floa
     return shape_residual(tile, perceptual_mask(x), rms)
 
 
+BAND_PIXELS = 1 << 22  # above this many pixels an image is marked in row bands of about this many
+
+
+def embed_banded(tile: torch.Tensor, x: torch.Tensor, rms: float, out: torch.Tensor | None = None,
+                 band_pixels: int = BAND_PIXELS) -> torch.Tensor:
+    """x [1, C, H, W] plus the residual of ``tile`` [1, 1, P, P] (:func:`shape_residual` of
+    :func:`perceptual_mask`, RMS ``rms``) -> [1, C, H, W] in ``out`` (a new tensor, or given: x itself
+    may be), in memory bounded by the band, not by the image's float copies. Row bands of about
+    ``band_pixels`` pixels: each band's mask is made from the band and :func:`mask_halo` rows either
+    side with the whole image's window, so it equals the whole image's mask; a first pass keeps
+    tile x mask per band and sums its squares (float64) for the RMS, a second writes x + r, clamped."""
+    _, _, h, w = x.shape
+    k = mask_window(h, w)
+    halo = mask_halo(k)
+    rows = max(2 * halo, band_pixels // w, 1)
+    period = tile.shape[-1]
+    bands, total = [], 0.0
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        a, b = max(0, r0 - halo), min(h, r1 + halo)
+        m = perceptual_mask(x[..., a:b, :], k=k)[..., r0 - a:r1 - a, :]
+        r = tile_to(torch.roll(tile, -(r0 % period), -2), (r1 - r0, w)).mul_(m)
+        total += float(r.double().square().sum())
+        bands.append((r0, r1, r))
+    scale = rms / math.sqrt(total / (h * w) + 1e-12)
+    out = torch.empty_like(x) if out is None else out
+    for r0, r1, r in bands:
+        torch.add(x[..., r0:r1, :], r.mul_(scale), out=out[..., r0:r1, :]).clamp_(0, 1)
+    return out
+
+
 def strip_residual(encoder: nn.Module, y: torch.Tensor, signs: torch.Tensor, rms: float,
                    iters: int = 6) -> torch.Tensor:
     """Remove the residual of ``signs`` from marked y [B, C, H, W]: fixed point x = y - r(x)."""
@@ -247,6 +279,7 @@ STRIP_GONE = 0.01  # p-value after a strip below which it is run once more on it
 STRIP_PASSES = 2
 STRIP_NEGATED = 0.01  # tail of the disagreeing bits below which a strip's output carries the mark negated
 STRIP_MASK_ITERS = 3  # the perceptual mask re-made from the stripped estimate (as strip_residual does)
+STRIP_MAX_PIXELS = 64_000_000  # larger marked images come back unchanged (strip: ~60 MB per MP, 16 MP in ~50 s)
 STRIP_START_STEPS = (-1.0, -0.5, 0.0, 0.5, 1.0)  # px: translations tried before the refinement
 
 
@@ -972,13 +1005,24 @@ class ImageWatermarker(nn.Module):
         return signs.expand(b, -1), bits, data
 
     @torch.no_grad()
-    def embed_tensor(self, x: torch.Tensor, key, payload=None, strength: float = 1.0) -> torch.Tensor:
-        """Mark x [B, C, H, W] in [0, 1] (C = 1 or 3) -> marked [B, C, H, W]; ``strength``: see :meth:`embed`."""
+    def embed_tensor(self, x: torch.Tensor, key, payload=None, strength: float = 1.0,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
+        """Mark x [B, C, H, W] in [0, 1] (C = 1 or 3) -> marked [B, C, H, W]; ``strength``: see
+        :meth:`embed`. Images above ``BAND_PIXELS`` are marked in row bands (:func:`embed_banded`);
+        ``out`` (on the model's device; x itself may be given) receives them."""
         check_strength(strength)
         self.eval()
         x = x.to(self.device)
         signs, _, _ = self._signs(payload, key, x.shape[0])
-        return apply_residual(x, residual(self.encoder, x, signs[:1], self.config.rms * strength))
+        rms = self.config.rms * strength
+        if x.shape[-2] * x.shape[-1] <= BAND_PIXELS:
+            marked = apply_residual(x, residual(self.encoder, x, signs[:1], rms))
+            return marked if out is None else out.copy_(marked)
+        tile = self.encoder(signs[:1])
+        out = torch.empty_like(x) if out is None else out
+        for i in range(x.shape[0]):
+            embed_banded(tile, x[i:i + 1], rms, out[i:i + 1])
+        return out
 
     @torch.no_grad()
     def logits_tensor(self, x: torch.Tensor) -> torch.Tensor:
@@ -1194,16 +1238,20 @@ class ImageWatermarker(nn.Module):
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         if hypotheses is None and not search:
             hypotheses = QUICK
-        xs, _, single = imio.to_internal(images)
+        single = imio.is_single(images)
         data = None if payload is None else parse_payload(payload, self.code.data_bytes)
         c = self.config
         views, origins = [], []
-        for x in xs:
-            for j in range(x.shape[0]):
-                xj = x[j:j + 1]
-                v = decode_view(luma(xj.to(self.device)))
-                views.append(v)
-                origins.append(origin_shift(xj.shape[-2:], v.shape[-2:], c.factor, c.tile))
+        for xs, _ in imio.iter_internal(images):  # one item's float copy at a time: only its views are kept
+            for x in xs:
+                for j in range(x.shape[0]):
+                    xj = x[j:j + 1]
+                    v = luma(decode_view(xj).to(self.device))
+                    if v.numel() < xj.numel() and v.untyped_storage().data_ptr() == xj.untyped_storage().data_ptr():
+                        v = v.clone()  # a grey image's crop: not a view holding the whole image
+                    views.append(v)
+                    origins.append(origin_shift(xj.shape[-2:], v.shape[-2:], c.factor, c.tile))
+            del xs
         groups: dict[tuple, list[int]] = {}
         for i, (v, o) in enumerate(zip(views, origins)):
             groups.setdefault((tuple(v.shape[-2:]), o), []).append(i)
@@ -1230,19 +1278,23 @@ class ImageWatermarker(nn.Module):
         dB; bench/README.md, 'Strength'). Detection needs no setting; strip fits the amplitude."""
         imio.check_key(key)
         check_strength(strength)
-        xs, metas, single = imio.to_internal(images)
-        marked = [self.embed_tensor(x, key, payload, strength).cpu() for x in xs]
-        outs = imio.from_internal(marked, metas)
+        single = imio.is_single(images)
+        outs, traits = [], []
+        for (x,), m in imio.iter_internal(images):  # one item's float copy at a time, marked in place where
+            traits.extend(cover_traits(x[j:j + 1]) for j in range(x.shape[0]))  # it is not the caller's tensor
+            own = m.kind != "tensor" and self.device == x.device
+            marked = self.embed_tensor(x, key, payload, strength, out=x if own else None).cpu()
+            del x
+            outs.append(imio.from_internal([marked], [m])[0])
+            del marked
         _, bits, data = self._signs(payload, key, 1)
         found: tuple[bool, ...] = ()
         reasons: tuple[str | None, ...] = ()
         pvals: tuple[float, ...] = ()
-        if verify:
-            back = imio.to_internal(outs)[0]  # what the caller gets, as a detector will read it
-            dets = self.detect(back, key)
-            covers = [x[j:j + 1] for x in xs for j in range(x.shape[0])]
+        if verify:  # what the caller gets, as a detector will read it
+            dets = self.detect(outs, key)
             found = tuple(bool(d.detected and d.payload == data) for d in dets)
-            reasons = tuple(None if ok else undetectable_reason(x, d, data) for x, d, ok in zip(covers, dets, found))
+            reasons = tuple(None if ok else undetectable_reason(t, d, data) for t, d, ok in zip(traits, dets, found))
             pvals = tuple(float(d.p_value) for d in dets)
         return Embedded(outs[0] if single or isinstance(images, torch.Tensor) else outs, data, bits,
                         found, reasons, pvals)
@@ -1309,6 +1361,9 @@ class ImageWatermarker(nn.Module):
         read = reads[0]
         if not det.detected or read is None:
             return unchanged(f"no mark found under this key (p = {det.p_value:.3g}, needs < {alpha:g})")
+        if x.shape[-2] * x.shape[-1] > STRIP_MAX_PIXELS:
+            return unchanged(f"too large to strip ({x.shape[-1]}x{x.shape[-2]} px > {STRIP_MAX_PIXELS / 1e6:g} MP: "
+                             "the strip holds whole-image float copies)")
         pl = payload if payload is not None else det.payload
         if payload is None:  # p before and after by the same test: the payload's own
             det = self.detect(x, key, payload=pl, alpha=alpha, hypotheses=hypotheses)[0]
@@ -1464,9 +1519,15 @@ def check_strength(strength: float) -> None:
         raise ValueError(f"strength must be a number in (0, {STRIP_MAX_RMS:g}], got {strength!r}")
 
 
-def undetectable_reason(x: torch.Tensor, d: Detection, payload: bytes) -> str:
-    """Why the mark embedded in cover x [1, C, H, W] is not found by detection ``d`` (one line)."""
+TRAIT_PIXELS = 1 << 22  # cover_traits reads every s-th pixel per side of larger images, s the least that fits
+
+
+def cover_traits(x: torch.Tensor) -> tuple[str, ...]:
+    """What in cover x [1, C, H, W] keeps a mark from being found: saturated, small or flat
+    (phrases for :func:`undetectable_reason`; empty where none)."""
     h, w = x.shape[-2:]
+    s = max(1, math.ceil(math.sqrt(h * w / TRAIT_PIXELS)))
+    x = x[..., ::s, ::s]
     why = []
     lo, hi = x.amin(1), x.amax(1)
     near = float(((lo < 0.05) | (hi > 0.95)).float().mean())
@@ -1476,8 +1537,13 @@ def undetectable_reason(x: torch.Tensor, d: Detection, payload: bytes) -> str:
         why.append(f"small ({w}x{h} px; reliably found from {SMALL_SIDE} px per side)")
     if float(luma(x).std()) < 0.02:
         why.append("flat (almost no image content)")
-    if not why:
-        why.append("weak read")
+    return tuple(why)
+
+
+def undetectable_reason(traits: Sequence[str], d: Detection, payload: bytes) -> str:
+    """Why a mark embedded in a cover of :func:`cover_traits` ``traits`` is not found by detection
+    ``d`` (one line)."""
+    why = list(traits) or ["weak read"]
     if d.detected and d.payload != payload:
         got = f"another payload read ({d.payload_hex})"
     else:

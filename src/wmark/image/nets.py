@@ -74,15 +74,23 @@ def mask_window(h: int, w: int) -> int:
     return max(3, (min(h, w) // 100) | 1)
 
 
-def perceptual_mask(x: torch.Tensor, floor: float = 0.15, tau: float = 0.04, guard: float = 0.05) -> torch.Tensor:
+def mask_halo(k: int) -> int:
+    """Rows (or columns) of input either side that one output row of :func:`perceptual_mask` with
+    window k reads: two box means of k // 2 each."""
+    return 2 * (k // 2)
+
+
+def perceptual_mask(x: torch.Tensor, floor: float = 0.15, tau: float = 0.04, guard: float = 0.05,
+                    k: int | None = None) -> torch.Tensor:
     """Where a residual may go: [B, C, H, W] image -> [B, 1, H, W] weights in [0, 1].
 
-    Local standard deviation of luminance (window :func:`mask_window`, ~ 1% of the short side)
-    divided by ``tau``, clipped to [floor, 1] (flat regions get ``floor``), smoothed, times a
-    saturation guard ``min(x, 1 - x) / guard`` (over channels) so the mark never clips at black or
-    white. Cost linear in pixels whatever the window (:func:`box_mean`)."""
+    Local standard deviation of luminance (window ``k``, default :func:`mask_window`, ~ 1% of the
+    short side) divided by ``tau``, clipped to [floor, 1] (flat regions get ``floor``), smoothed
+    (the same window), times a saturation guard ``min(x, 1 - x) / guard`` (over channels) so the
+    mark never clips at black or white. Cost linear in pixels whatever the window (:func:`box_mean`).
+    Output row i depends on input rows i +- 2 (k // 2) only (:func:`mask_halo`)."""
     y = luma(x)
-    k = mask_window(*y.shape[-2:])
+    k = mask_window(*y.shape[-2:]) if k is None else k
     chans = [x[:, c:c + 1] for c in range(x.shape[1])]  # elementwise: faster than a reduction over dim 1
     lo, hi = chans[0], chans[0]
     for c in chans[1:]:
