@@ -14,7 +14,9 @@ child's path; its pixel limit lifted to the largest size), ``new`` the working t
 ``detect``: ``--n`` crops of 512 x 512 px from Kodak, half marked (random payloads), half not:
 images per second of the committed detector image by image, of today's image by image, of today's
 given the whole list (grouped by size, ``BATCH_PIXELS`` per pass: one image per pass on CPU) and
-with passes forced to 8 images. With ``--threads`` torch threads. Where CUDA is
+with passes forced to 8 images. With ``--threads`` torch threads. ``per_image_ms``: the same crops
+image by image, unmarked and marked apart, against one decoder pass on their views (the target:
+unmarked <= 1.25x one pass). Where CUDA is
 available, a GPU section: embed and detect images/s at 512 px, batch 64.
 """
 from __future__ import annotations
@@ -223,7 +225,7 @@ def run_gpu(bar) -> dict | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="1,4,16,100", help="embed sizes in megapixels")
+    ap.add_argument("--sizes", default="1,4,16,100", help="embed sizes in megapixels ('' = no embed section)")
     ap.add_argument("--embed-rev", default=EMBED_REV, help="git revision of the embedding baseline ('' = none)")
     ap.add_argument("--n", type=int, default=32, help="512 px crops for the detection timing")
     ap.add_argument("--threads", type=int, default=1)
@@ -244,10 +246,10 @@ def main(argv=None) -> int:
         return fail("image_detect_cost", exc)
     if args.quick:
         args.sizes, args.n = "1", 8
-    args.sizes = [float(s) for s in args.sizes.split(",")]
-    n_embed = 1 + len(args.sizes) * (2 if args.embed_rev else 1)
+    args.sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
+    n_embed = (1 + len(args.sizes) * (2 if args.embed_rev else 1)) if args.sizes else 0
     with progress(n_embed + 5 + 1, "image_detect_cost", not args.no_progress, unit="step") as bar:
-        res = {"embed": run_embed(args, bar), "detect": run_detect(args, bar), "gpu": run_gpu(bar),
+        res = {"embed": run_embed(args, bar) if args.sizes else [], "detect": run_detect(args, bar), "gpu": run_gpu(bar),
                "old_rev": args.old_rev or None, "embed_rev": args.embed_rev or None}
     print(f"wrote {write_json('image_detect_cost', res, out)}")
     return 0

@@ -319,7 +319,7 @@ def estimate_geometry(y: torch.Tensor, points: torch.Tensor, weights: torch.Tens
     win = (torch.hann_window(ch, periodic=False, dtype=y.dtype)[:, None]
            * torch.hann_window(cw, periodic=False, dtype=y.dtype)[None])
     spec = torch.fft.fftshift(torch.fft.fft2(hp[0] * win).abs().pow(2).sum(0))
-    white = (spec / (box_blur(spec[None, None], 9)[0, 0] + 1e-12)).clamp(max=30.0)
+    white = (spec / (box_mean(spec[None, None], 9)[0, 0] + 1e-12)).clamp(max=30.0)
     lo, hi = math.log(scale_range[0]), math.log(scale_range[1])
     angles = torch.arange(-max_angle, max_angle + 0.5, 1.0)
     scales = torch.exp(torch.arange(lo, hi, 0.03))
