@@ -677,7 +677,7 @@ RECHECK_AGREE = 0.9  # a read so far agreeing with its codeword on fewer bits th
 NOISE_MIN = 2.5 / 255  # noise level (noise_level) from which the low-passed reads are made: on 20 training photos
 # they decided a detection only at 3.7/255 and up (noise, the degradation chain); unmarked photos: median 1.9/255
 NOISE_HIGH = 4.5 / 255  # noise level from which they are made whatever the reads so far (the degradation chain at
-# s = 0.4-0.5 reads 5-7/255 and its detections may show no trace in the raw read); unmarked photos: ~30% above
+# s = 0.4-0.5 reads 5-7/255 and its detections may show no trace in the raw read); training photos: 16% above
 TRACE_MAX = 0.1  # from NOISE_MIN to NOISE_HIGH the low-passed reads are made only where a read so far tested below
 # this p (before x K): every detection they decided there on training photos had one
 ORIGIN_MARGIN = 3.0  # see origin_rule; chosen on the training photos, not Kodak (bench/origin_margin.py)
