@@ -679,7 +679,8 @@ NOISE_MIN = 2.5 / 255  # noise level (noise_level) from which the low-passed rea
 NOISE_HIGH = 4.5 / 255  # noise level from which they are made whatever the reads so far (the degradation chain at
 # s = 0.4-0.5 reads 5-7/255 and its detections may show no trace in the raw read); training photos: 16% above
 TRACE_MAX = 0.1  # from NOISE_MIN to NOISE_HIGH the low-passed reads are made only where a read so far tested below
-# this p (before x K): every detection they decided there on training photos had one
+# this p (before x K) or the lattice is seen (lattice_min; key-blind, computed for the later rows anyway): odd
+# crops, whose raw reads can show no trace, are read low-passed as before
 ORIGIN_MARGIN = 3.0  # see origin_rule; chosen on the training photos, not Kodak (bench/origin_margin.py)
 OSD_ORDER = 2  # flips tried among the most reliable bits (osd_decode)
 BATCH_PIXELS = {"cuda": 2 ** 24, "cpu": 0}  # decoded-view pixels per batched pass, by device type (0: one
@@ -819,7 +820,7 @@ def _read_phase(s: _Search, idx: list[int]) -> list[Read | None]:
 
 
 def _gate_noisy(s: _Search, i: int) -> bool:
-    return s.noise[i] >= NOISE_HIGH or (s.noise[i] >= NOISE_MIN and s.trace[i] < TRACE_MAX)
+    return s.noise[i] >= NOISE_HIGH or (s.noise[i] >= NOISE_MIN and (s.trace[i] < TRACE_MAX or s.lattice_seen(i)))
 
 
 def _read_denoised(s: _Search, idx: list[int]) -> list[Read | None]:
@@ -871,7 +872,7 @@ HYPOTHESES: tuple[Hypothesis, ...] = (
                "as given, at its shift of largest energy", _gate_phase, _read_phase, 1.0),
     Hypothesis("denoised", "noise, blur, heavy compression (the degradation chain)",
                f"the image is noisy (noise_level >= {NOISE_MIN * 255:g}/255) and a read so far tested below p = "
-               f"{TRACE_MAX:g}, or very noisy (>= {NOISE_HIGH * 255:g}/255)",
+               f"{TRACE_MAX:g} or the tile lattice is seen (odd crops), or very noisy (>= {NOISE_HIGH * 255:g}/255)",
                f"the raw read and reads low-passed at sigma {DENOISE_SIGMAS} px summed (each scaled by its "
                "median shift energy), at the origin unless another shift's alignment score beats it "
                f"by {ORIGIN_MARGIN:g} robust SDs", _gate_noisy, _read_denoised, RECHECK_AGREE, fallback=True),
