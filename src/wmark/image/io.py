@@ -806,17 +806,6 @@ def _from_any(it: Any) -> tuple[list[torch.Tensor], ImageMeta]:
                      "tensor or file path)")
 
 
-def _items(images: Any) -> tuple[list, bool]:
-    """(the items of an input, whether it is one image)."""
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ImageError("empty batch: no images given (pass at least one)")
-        return list(images), False
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
-        return [images], False
-    return [images], True
-
-
 def is_single(images: Any) -> bool:
     """Whether an input is one image (its results: one, not a list)."""
     return not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
@@ -825,7 +814,10 @@ def is_single(images: Any) -> bool:
 def iter_internal(images: Any) -> Iterator[tuple[list[torch.Tensor], ImageMeta]]:
     """:func:`to_internal` one input item at a time (its tensors, its meta), so that only one item's
     float copy need be held; the same errors."""
-    items, single = _items(images)
+    single = is_single(images)
+    if isinstance(images, (list, tuple)) and not images:
+        raise ImageError("empty batch: no images given (pass at least one)")
+    items = list(images) if isinstance(images, (list, tuple)) else [images]
     for i, it in enumerate(items):
         try:
             t, m = _from_any(it)

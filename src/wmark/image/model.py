@@ -17,10 +17,11 @@ and settings, loads shipped weights and converts PIL / numpy / tensors. Shapes f
 **Detection** is this one procedure; :func:`hypothesis_table` prints its table. Each hypothesis of
 :data:`HYPOTHESES` is a name, a *gate* and a *read*. The gate looks at the image and at the p-values
 of the reads already tested, and says whether the hypothesis is worth its cost there (it decides
-cost, never validity: see below; the low-passed reads wait for a trace of the key in a cheaper read,
-so that unmarked images, most of any dataset, pay for one decoder pass); the read turns the image into
-logits at every cyclic shift [n, S] and picks one shift without the key. Each read is tested into its own p-value p_h (:meth:`ImageWatermarker.test_read`, a soft test:
-:func:`codeword_log_pvalue`). Payload unknown: x2 over the union bound over the 2**48 codewords for
+cost, never validity: see below; the low-passed reads wait for noise, a seen tile lattice or a trace
+of the key in a cheaper read, so that unmarked images, most of any dataset, mostly pay for one
+decoder pass); the read turns the image into logits at every cyclic shift [n, S] and picks one
+shift without the key. Each read is tested into its own p-value p_h
+(:meth:`ImageWatermarker.test_read`, a soft test: :func:`codeword_log_pvalue`). Payload unknown: x2 over the union bound over the 2**48 codewords for
 the best one decoded (Reed-Solomon with erasures, or :func:`osd_decode`) and the tail against the
 default payload's codeword. Payload known: its codeword's tail, and where the hypothesis searches
 shifts, x2 with the codeword's own best shift (x S) where that detects. Hypotheses are tried in
@@ -251,7 +252,7 @@ def embed_banded(tile: torch.Tensor, x: torch.Tensor, rms: float, out: torch.Ten
     scale = rms / math.sqrt(total / (h * w) + 1e-12)
     out = torch.empty_like(x) if out is None else out
     for r0, r1, r in bands:
-        torch.add(x[..., r0:r1, :], r.mul_(scale), out=out[..., r0:r1, :]).clamp_(0, 1)
+        apply_residual(x[..., r0:r1, :], r.mul_(scale), out[..., r0:r1, :])
     return out
 
 
@@ -1024,8 +1025,7 @@ class ImageWatermarker(nn.Module):
         signs, _, _ = self._signs(payload, key, x.shape[0])
         rms = self.config.rms * strength
         if x.shape[-2] * x.shape[-1] <= BAND_PIXELS:
-            marked = apply_residual(x, residual(self.encoder, x, signs[:1], rms))
-            return marked if out is None else out.copy_(marked)
+            return apply_residual(x, residual(self.encoder, x, signs[:1], rms), out)
         tile = self.encoder(signs[:1])
         out = torch.empty_like(x) if out is None else out
         for i in range(x.shape[0]):
@@ -1256,7 +1256,7 @@ class ImageWatermarker(nn.Module):
                 for j in range(x.shape[0]):
                     xj = x[j:j + 1]
                     v = luma(decode_view(xj).to(self.device))
-                    if v.numel() < xj.numel() and v.untyped_storage().data_ptr() == xj.untyped_storage().data_ptr():
+                    if v.untyped_storage().data_ptr() == xj.untyped_storage().data_ptr():
                         v = v.clone()  # a grey image's crop: not a view holding the whole image
                     views.append(v)
                     origins.append(origin_shift(xj.shape[-2:], v.shape[-2:], c.factor, c.tile))

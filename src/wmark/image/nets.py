@@ -122,9 +122,12 @@ def shape_residual(tile: torch.Tensor, mask: torch.Tensor, rms: float) -> torch.
     return r * (rms / norm)
 
 
-def apply_residual(x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """Add a luminance residual [B, 1, H, W] to every colour channel of x [B, C, H, W], clamp to [0, 1]."""
-    return (x + r).clamp(0, 1)
+def apply_residual(x: torch.Tensor, r: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Add a luminance residual [B, 1, H, W] to every colour channel of x [B, C, H, W], clamp to [0, 1]
+    (into ``out`` where given, which may be x itself; not for autograd)."""
+    if out is None:
+        return (x + r).clamp(0, 1)
+    return torch.add(x, r, out=out).clamp_(0, 1)
 
 
 def bits_to_signs(bits: torch.Tensor) -> torch.Tensor:
